@@ -1,0 +1,3 @@
+from csrefiner.cli import main
+
+main()

@@ -1,0 +1,45 @@
+"""`csrefiner suggest`: which patches to annotate next (where models disagree most), with a starting mask."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+
+def suggest(
+    pred: List[Path] = typer.Option(..., "--pred", help="Prediction folder of one model; repeat (at least 2)."),
+    image_dir: Path = typer.Option(..., "--image-dir", help="Tile images (<key>-img.tif or <key>.tif)."),
+    top: int = typer.Option(20, "--top", min=1, help="Number of patches to write."),
+    out: Path = typer.Option(..., "--out", help="Output folder: patches/, ranking.csv, suggest.png."),
+    patch_size: int = typer.Option(
+        256, "--patch-size", min=0, help="Side of the ranked patches; tiles are cut into windows (0: whole tiles)."
+    ),
+    min_votes: Optional[int] = typer.Option(
+        None, "--min-votes", min=1, help="Votes an object needs in the consensus mask (default: more than half)."
+    ),
+    iou: float = typer.Option(0.5, "--iou", min=0.05, max=1.0, help="IoU at which objects of two models match."),
+    name: Optional[List[str]] = typer.Option(None, "--name", help="Model name per --pred, in the same order."),
+    skip_missing: bool = typer.Option(False, "--skip-missing", help="Rank only tiles every model predicted."),
+    force: bool = typer.Option(False, "--force", help="Replace an existing output folder."),
+) -> None:
+    """Rank patches by disagreement (1 - mean pairwise F1) and write the top N with the consensus mask."""
+    from csrefiner.cli.evaluate import method_names
+    from csrefiner.hitl.suggest import suggest_folders
+
+    names = method_names(pred, name)
+    ranking, info = suggest_folders(pred, image_dir, out, names, top, patch_size, min_votes, iou, skip_missing, force)
+    for note in info["skipped"]:
+        typer.secho(f"warning: {note}", fg=typer.colors.YELLOW, err=True)
+    chosen = ranking[ranking.selected]
+    typer.echo(f"ranked {len(ranking)} patches; top {len(chosen)}:")
+    for row in chosen.head(10).itertuples():
+        typer.echo(
+            f"  {row.rank:>3}. {row.name}  disagreement {row.disagreement:.3f}  unmatched {row.unmatched_share:.3f}"
+        )
+    typer.echo(f"wrote {out}/patches ({len(chosen)} image/mask pairs), {out}/ranking.csv, {out}/suggest.png")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("suggest")(suggest)

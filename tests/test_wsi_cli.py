@@ -41,9 +41,12 @@ def test_tile_then_stitch_end_to_end(cli, slide, tmp_path):
     assert (tmp_path / "tiles" / "manifest.json").read_bytes() == (root / "tiles" / "manifest.json").read_bytes()
 
     proc = cli("stitch", "--manifest", tmp_path / "tiles" / "manifest.json", "--tiles", root / "masks",
-               "--out", tmp_path / "labels.ome.tif")
+               "--out", tmp_path / "labels.ome.tif", "--preview", tmp_path / "labels.png")
     assert f"wrote {truth.max()} objects from 12 tiles" in proc.stdout
     assert_same_objects(truth, read_labels(tmp_path / "labels.ome.tif"))
+    preview = read_image(tmp_path / "labels.png")
+    assert preview.shape == (500, 650, 3)  # the pyramid's smallest level
+    assert (preview[:, (384 - 24) // 2] == 128).all() and len(np.unique(preview.reshape(-1, 3), axis=0)) > 100
 
 
 def test_crop_keeps_edge_remainders_and_never_reflects_masks(cli, slide, tmp_path):

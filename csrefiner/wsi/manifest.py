@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 from csrefiner.errors import CsrefinerError
@@ -29,7 +30,7 @@ class Manifest:
     tile_size: int
     overlap: int
 
-    @property
+    @cached_property
     def tiles(self) -> list[Tile]:
         return plan_tiles(self.shape, self.tile_size, self.overlap)
 

@@ -45,7 +45,7 @@ from csrefiner.wsi.manifest import Manifest
 from csrefiner.wsi.objects import TileObjects, compact, describe
 from csrefiner.wsi.seams import strip_links
 from csrefiner.wsi.tiling import Tile, grid_size
-from csrefiner.wsi.writer import TILE, ScratchCanvas, pyramid_steps, write_pyramid
+from csrefiner.wsi.writer import TILE, ScratchCanvas, write_pyramid
 
 
 @dataclass(frozen=True)
@@ -107,6 +107,7 @@ def analyse(manifest: Manifest, paths: list[Path], min_iou: float) -> Analysis:
     offsets = np.zeros(len(tiles) + 1, dtype=np.int64)
     parts: list[TileObjects] = []
     tile_of, links = [], []
+    grid = grid_size(tiles)
     right_strip: np.ndarray | None = None
     bottom_strips: dict[int, np.ndarray] = {}
     for tile, path in track(list(zip(tiles, paths)), "stitch: matching seams"):
@@ -119,17 +120,17 @@ def analyse(manifest: Manifest, paths: list[Path], min_iou: float) -> Analysis:
         if tile.edges[0]:  # upper neighbour's bottom strip
             above = bottom_strips[tile.col]
             links.append(strip_links(above, nodes[: above.shape[0]], min_iou))
-        right_strip = _strip_towards(tiles, tile, nodes, "right")
-        bottom_strips[tile.col] = _strip_towards(tiles, tile, nodes, "down")
+        right_strip = _strip_towards(tiles, grid, tile, nodes, "right")
+        bottom_strips[tile.col] = _strip_towards(tiles, grid, tile, nodes, "down")
     stack = lambda field, pad: np.concatenate([np.array([pad])] + [getattr(p, field) for p in parts])  # noqa: E731
     objects = TileObjects(stack("whole", False), stack("anchor_y", 0), stack("anchor_x", 0), stack("margin", 0))
     return Analysis(tiles, offsets, np.concatenate([[-1]] + tile_of), objects,
                     np.concatenate(links) if links else np.empty((0, 2), dtype=np.int64))
 
 
-def _strip_towards(tiles: list[Tile], tile: Tile, nodes: np.ndarray, side: str) -> np.ndarray | None:
-    """The part of this tile that the next tile to the right / below also covers."""
-    rows, cols = grid_size(tiles)
+def _strip_towards(tiles: list[Tile], grid: tuple[int, int], tile: Tile, nodes: np.ndarray, side: str):
+    """The part of this tile that the next tile to the right / below also covers (None at the slide edge)."""
+    rows, cols = grid
     if side == "right" and tile.col + 1 < cols:
         nxt = tiles[tile.id + 1]
         return nodes[:, nxt.x - tile.x :].copy()

@@ -1,0 +1,37 @@
+"""`csrefiner stitch`: merge per-tile instance masks into one uint32 whole-slide label image."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+
+def stitch(
+    manifest: Path = typer.Option(..., "--manifest", help="manifest.json written by `csrefiner tile`."),
+    tiles: Path = typer.Option(..., "--tiles", help="Folder with one mask per tile: <key>-mask.tif or <key>.tif."),
+    out: Path = typer.Option(..., "--out", help="Output label image (tiled pyramidal OME-TIFF, uint32)."),
+    min_iou: float = typer.Option(0.5, "--min-iou", help="IoU inside a shared strip above which two tiles' objects are one."),
+    preview: Optional[Path] = typer.Option(None, "--preview", help="Also write a PNG overview (objects coloured, seams grey)."),
+    force: bool = typer.Option(False, "--force", help="Replace an existing output file."),
+) -> None:
+    """Resolve objects in tile overlaps once (matched across seams, owned by the tile holding their centre)."""
+    from csrefiner.io import check_writable
+    from csrefiner.wsi.manifest import Manifest
+    from csrefiner.wsi.preview import write_preview
+    from csrefiner.wsi.stitch import stitch_tiles
+
+    if preview is not None:
+        check_writable(preview, force)
+    report = stitch_tiles(manifest, tiles, out, force, min_iou)
+    if preview is not None:
+        write_preview(out, Manifest.load(manifest), preview, force)
+    typer.echo(
+        f"wrote {report.objects} objects from {report.tiles} tiles to {out} ({report.matched} matched across "
+        f"seams, {report.assembled} assembled from pieces, {report.dropped} unowned duplicates dropped)"
+    )
+
+
+def register(app: typer.Typer) -> None:
+    app.command("stitch")(stitch)

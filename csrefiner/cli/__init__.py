@@ -15,7 +15,7 @@ import typer
 from csrefiner import __version__
 from csrefiner.errors import CsrefinerError
 
-STEP_MODULES = ["synth", "evaluate", "demo"]
+STEP_MODULES = ["synth", "evaluate", "demo", "cgef"]
 
 app = typer.Typer(
     name="csrefiner",

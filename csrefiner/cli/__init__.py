@@ -15,7 +15,7 @@ import typer
 from csrefiner import __version__
 from csrefiner.errors import CsrefinerError
 
-STEP_MODULES = ["synth", "tile", "crop", "stitch", "evaluate", "consensus", "suggest", "annotations", "demo"]
+STEP_MODULES = ["synth", "tile", "crop", "stitch", "evaluate", "consensus", "suggest", "annotations", "cgef", "demo"]
 
 app = typer.Typer(
     name="csrefiner",

@@ -1,0 +1,65 @@
+"""`csrefiner cgef` as a library call: build the cell-bin matrix, then write the GEF (and AnnData) together:
+either every requested output appears or none does."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from csrefiner.errors import CsrefinerError
+from csrefiner.io import atomic_path, check_writable
+from csrefiner.stereo.cellbin import CellBinMatrix, build_cellbin
+from csrefiner.stereo.source import CHUNK_ROWS
+
+
+def cgef(
+    matrix: str | os.PathLike,
+    mask: str | os.PathLike | np.ndarray,
+    out: str | os.PathLike,
+    h5ad: str | os.PathLike | None = None,
+    block_size: int = 256,
+    force: bool = False,
+    chunk_rows: int = CHUNK_ROWS,
+) -> CellBinMatrix:
+    from csrefiner.stereo.cgef_writer import write_cgef
+
+    out = check_writable(out, force)
+    if h5ad is not None:
+        h5ad = check_writable(h5ad, force)
+        if Path(h5ad).resolve() == out.resolve():
+            raise CsrefinerError(f"{out}: --out and --h5ad name the same file; give the AnnData its own .h5ad path")
+        from csrefiner.stereo.anndata_writer import require_anndata
+
+        require_anndata()  # fail before the work, not after it
+    if block_size < 1:
+        raise CsrefinerError(f"--block-size {block_size}: must be a positive number of pixels")
+    m = build_cellbin(matrix, mask, block_size=block_size, chunk_rows=chunk_rows)
+    with atomic_path(out, force=force) as tmp:
+        write_cgef(m, tmp, force=True)
+        if h5ad is not None:
+            from csrefiner.stereo.anndata_writer import write_h5ad
+
+            write_h5ad(m, h5ad, force=force)
+    return m
+
+
+def summary(m: CellBinMatrix) -> list[str]:
+    s = m.stats
+    in_cells = s["cell_count"] / s["total_count"] if s["total_count"] else 0.0
+    lines = [
+        f"{m.n_cells:,} cells x {m.n_genes:,} genes, {m.count.size:,} non-zero entries "
+        f"(from {s['records']:,} {s['kind']} records, extent {s['matrix_extent']}; mask {m.width} x {m.height} px "
+        f"at offset {m.offset_x},{m.offset_y})",
+        f"counts in cells {s['cell_count']:,} of {s['total_count']:,} ({in_cells:.1%}); background "
+        f"{s['background_count']:,} counts in {s['background_records']:,} records; DNBs in cells "
+        f"{s['dnbs_in_cells']:,} of {s['dnbs']:,}",
+    ]
+    empty = int(np.count_nonzero(np.diff(m.indptr) == 0))
+    if empty:
+        lines.append(f"{empty:,} cells have no counts (kept, geneCount 0)")
+    if s.get("clipped_entries"):
+        lines.append(f"warning: {s['clipped_entries']:,} cell/gene counts exceed 65,535 and are clipped in the GEF "
+                     "(uint16 format); the .h5ad keeps them exact")
+    return lines

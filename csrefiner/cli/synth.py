@@ -6,10 +6,7 @@ from pathlib import Path
 
 import typer
 
-from csrefiner.io import atomic_dir, patch_name, write_image, write_labels
-from csrefiner.synth import EASY, HARD, nuclei_image
-
-STYLES = {"easy": EASY, "hard": HARD}
+STYLES = ("easy", "hard")
 
 
 def synth(
@@ -23,12 +20,14 @@ def synth(
 ) -> None:
     """Write N generated images as <name>-x0_y<i*size>_w<size>_h<size>-img.tif / -mask.tif pairs."""
     from csrefiner.errors import CsrefinerError
+    from csrefiner.io import atomic_dir, patch_name, write_image, write_labels
+    from csrefiner.synth import EASY, HARD, nuclei_image
 
     if style not in STYLES:
         raise CsrefinerError(f"--style {style!r}: choose one of {', '.join(STYLES)}")
     with atomic_dir(out, force=force) as tmp:
         for i in range(n):
-            img, labels = nuclei_image((size, size), STYLES[style], seed + i)
+            img, labels = nuclei_image((size, size), EASY if style == "easy" else HARD, seed + i)
             key = patch_name(name, 0, i * size, size, size)
             write_image(tmp / f"{key}-img.tif", img)
             write_labels(tmp / f"{key}-mask.tif", labels)

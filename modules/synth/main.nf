@@ -5,7 +5,7 @@ process SYNTH {
     label 'csrefiner_base'
 
     input:
-    tuple val(meta)
+    val meta
 
     output:
     tuple val(meta), path("${prefix}"), emit: dir

@@ -33,6 +33,7 @@ process SYNTH {
     """
     mkdir -p ${prefix}
     touch ${prefix}/${meta.id}-x0_y0_w64_h64-img.tif ${prefix}/${meta.id}-x0_y0_w64_h64-mask.tif
+    touch ${prefix}/${meta.id}-x0_y64_w64_h64-img.tif ${prefix}/${meta.id}-x0_y64_w64_h64-mask.tif
 
     cat <<-END_VERSIONS > versions.yml
     "${task.process}":

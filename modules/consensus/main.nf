@@ -1,0 +1,40 @@
+// Fuse several models' masks of the same patches into pseudo-labels with agreement scores (`csrefiner consensus`).
+process CONSENSUS {
+    tag "${meta.id}"
+    label 'process_low'
+    label 'csrefiner_base'
+
+    input:
+    tuple val(meta), path(preds)
+
+    output:
+    tuple val(meta), path("${prefix}"), emit: dir
+    path "versions.yml", emit: versions
+
+    script:
+    def args = task.ext.args ?: ''
+    prefix = task.ext.prefix ?: "${meta.id}.consensus"
+    def pred_args = [preds].flatten().collect { p -> "--pred ${p}" }.join(' ')
+    """
+    export HOME="\$PWD/.home" MPLCONFIGDIR="\$PWD/.home/matplotlib" NUMBA_CACHE_DIR="\$PWD/.home/numba"
+    export CELLPOSE_LOCAL_MODELS_PATH="\$PWD/.home/cellpose" KERAS_HOME="\$PWD/.home/keras"
+    mkdir -p "\$MPLCONFIGDIR" "\$NUMBA_CACHE_DIR" "\$CELLPOSE_LOCAL_MODELS_PATH" "\$KERAS_HOME"
+    csrefiner consensus ${pred_args} --out ${prefix} ${args}
+
+    cat <<-END_VERSIONS > versions.yml
+    "${task.process}":
+        csrefiner: \$(csrefiner --version | sed 's/^csrefiner //')
+    END_VERSIONS
+    """
+
+    stub:
+    prefix = task.ext.prefix ?: "${meta.id}.consensus"
+    """
+    mkdir -p ${prefix}
+
+    cat <<-END_VERSIONS > versions.yml
+    "${task.process}":
+        csrefiner: \$(csrefiner --version | sed 's/^csrefiner //')
+    END_VERSIONS
+    """
+}

@@ -1,0 +1,42 @@
+// Score prediction folders against ground truth and compare them with paired tests (`csrefiner evaluate`).
+process EVALUATE {
+    tag "${meta.id}"
+    label 'process_low'
+    label 'csrefiner_base'
+
+    input:
+    tuple val(meta), path(gt, stageAs: 'gt/*'), path(preds)
+
+    output:
+    tuple val(meta), path("${prefix}"), emit: report
+    tuple val(meta), path("${prefix}/summary.json"), emit: summary
+    path "versions.yml", emit: versions
+
+    script:
+    def args = task.ext.args ?: ''
+    prefix = task.ext.prefix ?: "${meta.id}"
+    def pred_args = [preds].flatten().collect { p -> "--pred ${p} --name ${p.name}" }.join(' ')
+    """
+    export HOME="\$PWD/.home" MPLCONFIGDIR="\$PWD/.home/matplotlib" NUMBA_CACHE_DIR="\$PWD/.home/numba"
+    export CELLPOSE_LOCAL_MODELS_PATH="\$PWD/.home/cellpose" KERAS_HOME="\$PWD/.home/keras"
+    mkdir -p "\$MPLCONFIGDIR" "\$NUMBA_CACHE_DIR" "\$CELLPOSE_LOCAL_MODELS_PATH" "\$KERAS_HOME"
+    csrefiner evaluate --gt gt ${pred_args} --out ${prefix} ${args}
+
+    cat <<-END_VERSIONS > versions.yml
+    "${task.process}":
+        csrefiner: \$(csrefiner --version | sed 's/^csrefiner //')
+    END_VERSIONS
+    """
+
+    stub:
+    prefix = task.ext.prefix ?: "${meta.id}"
+    """
+    mkdir -p ${prefix}
+    echo '{}' > ${prefix}/summary.json
+
+    cat <<-END_VERSIONS > versions.yml
+    "${task.process}":
+        csrefiner: \$(csrefiner --version | sed 's/^csrefiner //')
+    END_VERSIONS
+    """
+}

@@ -1,0 +1,44 @@
+// Fine-tune one model on the annotated patches (`csrefiner finetune`): one task per chosen model, in parallel.
+process FINETUNE {
+    tag "${meta.id}"
+    label 'process_gpu'
+
+    input:
+    tuple val(meta), path(train, stageAs: 'train/*'), path(val, stageAs: 'val/*'), path(base_model)
+    path model_cache
+
+    output:
+    tuple val(meta), path("${prefix}"), emit: model
+    path "versions.yml", emit: versions
+
+    script:
+    def args = task.ext.args ?: ''
+    prefix = task.ext.prefix ?: "${meta.id}"
+    def pretrained = base_model ? base_model.toString() : meta.pretrained
+    def cache_dir = model_cache ? model_cache.toString() : ''
+    def device = task.accelerator ? 'cuda' : 'cpu'
+    """
+    export HOME="\$PWD/.home" MPLCONFIGDIR="\$PWD/.home/matplotlib" NUMBA_CACHE_DIR="\$PWD/.home/numba"
+    export CELLPOSE_LOCAL_MODELS_PATH="\$PWD/.home/cellpose" KERAS_HOME="\$PWD/.home/keras"
+    mkdir -p "\$MPLCONFIGDIR" "\$NUMBA_CACHE_DIR" "\$CELLPOSE_LOCAL_MODELS_PATH" "\$KERAS_HOME"
+    if [ -n "${cache_dir}" ]; then cp -rs "\$(readlink -f ${cache_dir})/." "\$HOME/"; fi
+    csrefiner finetune --model ${meta.backend} --train train --val val --pretrained ${pretrained} --out ${prefix} --device ${device} ${args}
+
+    cat <<-END_VERSIONS > versions.yml
+    "${task.process}":
+        csrefiner: \$(csrefiner --version | sed 's/^csrefiner //')
+    END_VERSIONS
+    """
+
+    stub:
+    prefix = task.ext.prefix ?: "${meta.id}"
+    """
+    mkdir -p ${prefix}
+    echo '{}' > ${prefix}/model.json
+
+    cat <<-END_VERSIONS > versions.yml
+    "${task.process}":
+        csrefiner: \$(csrefiner --version | sed 's/^csrefiner //')
+    END_VERSIONS
+    """
+}

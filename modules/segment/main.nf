@@ -1,0 +1,45 @@
+// Segment images or whole-slide tiles with a pretrained or fine-tuned model (`csrefiner segment`).
+process SEGMENT {
+    tag "${meta.id}"
+    label 'process_gpu'
+
+    input:
+    tuple val(meta), path(model), path(images, stageAs: 'input/*')
+    path model_cache
+
+    output:
+    tuple val(meta), path("${prefix}"), emit: dir
+    tuple val(meta), path("${prefix}/*.tif"), emit: masks
+    path "versions.yml", emit: versions
+
+    script:
+    def args = task.ext.args ?: ''
+    prefix = task.ext.prefix ?: "${meta.id}"
+    def model_arg = model ? "--model-dir ${model}" : "--model ${meta.model_name}"
+    def cache_dir = model_cache ? model_cache.toString() : ''
+    def device = task.accelerator ? 'cuda' : 'cpu'
+    """
+    export HOME="\$PWD/.home" MPLCONFIGDIR="\$PWD/.home/matplotlib" NUMBA_CACHE_DIR="\$PWD/.home/numba"
+    export CELLPOSE_LOCAL_MODELS_PATH="\$PWD/.home/cellpose" KERAS_HOME="\$PWD/.home/keras"
+    mkdir -p "\$MPLCONFIGDIR" "\$NUMBA_CACHE_DIR" "\$CELLPOSE_LOCAL_MODELS_PATH" "\$KERAS_HOME"
+    if [ -n "${cache_dir}" ]; then cp -rs "\$(readlink -f ${cache_dir})/." "\$HOME/"; fi
+    csrefiner segment ${model_arg} --input input --out ${prefix} --device ${device} ${args}
+
+    cat <<-END_VERSIONS > versions.yml
+    "${task.process}":
+        csrefiner: \$(csrefiner --version | sed 's/^csrefiner //')
+    END_VERSIONS
+    """
+
+    stub:
+    prefix = task.ext.prefix ?: "${meta.id}"
+    """
+    mkdir -p ${prefix}
+    touch ${prefix}/${meta.id}-mask.tif
+
+    cat <<-END_VERSIONS > versions.yml
+    "${task.process}":
+        csrefiner: \$(csrefiner --version | sed 's/^csrefiner //')
+    END_VERSIONS
+    """
+}

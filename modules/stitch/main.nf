@@ -1,0 +1,39 @@
+// Merge per-tile instance masks into one uint32 whole-slide mask, no cell cut or doubled at a seam (`csrefiner stitch`).
+process STITCH {
+    tag "${meta.id}"
+    label 'process_medium'
+    label 'csrefiner_base'
+
+    input:
+    tuple val(meta), path(manifest), path(tiles, stageAs: 'tiles/*')
+
+    output:
+    tuple val(meta), path("${prefix}-mask.tif"), emit: mask
+    path "versions.yml", emit: versions
+
+    script:
+    def args = task.ext.args ?: ''
+    prefix = task.ext.prefix ?: "${meta.id}"
+    """
+    export HOME="\$PWD/.home" MPLCONFIGDIR="\$PWD/.home/matplotlib" NUMBA_CACHE_DIR="\$PWD/.home/numba"
+    export CELLPOSE_LOCAL_MODELS_PATH="\$PWD/.home/cellpose" KERAS_HOME="\$PWD/.home/keras"
+    mkdir -p "\$MPLCONFIGDIR" "\$NUMBA_CACHE_DIR" "\$CELLPOSE_LOCAL_MODELS_PATH" "\$KERAS_HOME"
+    csrefiner stitch --manifest ${manifest} --tiles tiles --out ${prefix}-mask.tif ${args}
+
+    cat <<-END_VERSIONS > versions.yml
+    "${task.process}":
+        csrefiner: \$(csrefiner --version | sed 's/^csrefiner //')
+    END_VERSIONS
+    """
+
+    stub:
+    prefix = task.ext.prefix ?: "${meta.id}"
+    """
+    touch ${prefix}-mask.tif
+
+    cat <<-END_VERSIONS > versions.yml
+    "${task.process}":
+        csrefiner: \$(csrefiner --version | sed 's/^csrefiner //')
+    END_VERSIONS
+    """
+}

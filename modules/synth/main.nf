@@ -1,0 +1,43 @@
+// Generated nuclei images with exact ground truth (`csrefiner synth`): the test profile's data, nothing downloaded.
+process SYNTH {
+    tag "${meta.id}"
+    label 'process_single'
+    label 'csrefiner_base'
+
+    input:
+    val meta
+
+    output:
+    tuple val(meta), path("${prefix}"), emit: dir
+    tuple val(meta), path("${prefix}/*-img.tif"), emit: images
+    tuple val(meta), path("${prefix}/*-mask.tif"), emit: masks
+    path "versions.yml", emit: versions
+
+    script:
+    def args = task.ext.args ?: ''
+    prefix = task.ext.prefix ?: "${meta.id}"
+    """
+    export HOME="\$PWD/.home" MPLCONFIGDIR="\$PWD/.home/matplotlib" NUMBA_CACHE_DIR="\$PWD/.home/numba"
+    export CELLPOSE_LOCAL_MODELS_PATH="\$PWD/.home/cellpose" KERAS_HOME="\$PWD/.home/keras"
+    mkdir -p "\$MPLCONFIGDIR" "\$NUMBA_CACHE_DIR" "\$CELLPOSE_LOCAL_MODELS_PATH" "\$KERAS_HOME"
+    csrefiner synth --out ${prefix} --name ${meta.id} ${args}
+
+    cat <<-END_VERSIONS > versions.yml
+    "${task.process}":
+        csrefiner: \$(csrefiner --version | sed 's/^csrefiner //')
+    END_VERSIONS
+    """
+
+    stub:
+    prefix = task.ext.prefix ?: "${meta.id}"
+    """
+    mkdir -p ${prefix}
+    touch ${prefix}/${meta.id}-x0_y0_w64_h64-img.tif ${prefix}/${meta.id}-x0_y0_w64_h64-mask.tif
+    touch ${prefix}/${meta.id}-x0_y64_w64_h64-img.tif ${prefix}/${meta.id}-x0_y64_w64_h64-mask.tif
+
+    cat <<-END_VERSIONS > versions.yml
+    "${task.process}":
+        csrefiner: \$(csrefiner --version | sed 's/^csrefiner //')
+    END_VERSIONS
+    """
+}

@@ -1,0 +1,35 @@
+// A deterministic Stereo-seq GEM matrix covering a generated slide (-profile test only; no csrefiner step).
+process TEST_GEM {
+    tag "${meta.id}"
+    label 'process_single'
+    label 'csrefiner_base'
+
+    input:
+    val meta
+
+    output:
+    tuple val(meta), path("${prefix}.gem.gz"), emit: gem
+    path "versions.yml", emit: versions
+
+    script:
+    prefix = task.ext.prefix ?: "${meta.id}"
+    """
+    make_test_gem.py --width ${meta.size} --height ${meta.size} --out ${prefix}.gem.gz
+
+    cat <<-END_VERSIONS > versions.yml
+    "${task.process}":
+        python: \$(python3 --version | sed 's/^Python //')
+    END_VERSIONS
+    """
+
+    stub:
+    prefix = task.ext.prefix ?: "${meta.id}"
+    """
+    echo | gzip > ${prefix}.gem.gz
+
+    cat <<-END_VERSIONS > versions.yml
+    "${task.process}":
+        python: \$(python3 --version | sed 's/^Python //')
+    END_VERSIONS
+    """
+}

@@ -1,0 +1,42 @@
+// Cut a whole slide into overlapping tiles plus the manifest that `stitch` needs (`csrefiner tile`).
+process TILE {
+    tag "${meta.id}"
+    label 'process_low'
+    label 'csrefiner_base'
+
+    input:
+    tuple val(meta), path(image)
+
+    output:
+    tuple val(meta), path("${prefix}/*.json"), emit: manifest
+    tuple val(meta), path("${prefix}/**.tif"), emit: tiles
+    path "versions.yml", emit: versions
+
+    script:
+    def args = task.ext.args ?: ''
+    prefix = task.ext.prefix ?: "${meta.id}.tiles"
+    """
+    export HOME="\$PWD/.home" MPLCONFIGDIR="\$PWD/.home/matplotlib" NUMBA_CACHE_DIR="\$PWD/.home/numba"
+    export CELLPOSE_LOCAL_MODELS_PATH="\$PWD/.home/cellpose" KERAS_HOME="\$PWD/.home/keras"
+    mkdir -p "\$MPLCONFIGDIR" "\$NUMBA_CACHE_DIR" "\$CELLPOSE_LOCAL_MODELS_PATH" "\$KERAS_HOME"
+    csrefiner tile --image ${image} --out ${prefix} ${args}
+
+    cat <<-END_VERSIONS > versions.yml
+    "${task.process}":
+        csrefiner: \$(csrefiner --version | sed 's/^csrefiner //')
+    END_VERSIONS
+    """
+
+    stub:
+    prefix = task.ext.prefix ?: "${meta.id}.tiles"
+    """
+    mkdir -p ${prefix}
+    echo '{}' > ${prefix}/manifest.json
+    touch ${prefix}/${meta.id}-x0_y0_w64_h64-img.tif
+
+    cat <<-END_VERSIONS > versions.yml
+    "${task.process}":
+        csrefiner: \$(csrefiner --version | sed 's/^csrefiner //')
+    END_VERSIONS
+    """
+}

@@ -1,0 +1,282 @@
+"""Read the pipeline's modules and configs from Python: scripts, `csrefiner` invocations, declared outputs, ext.args.
+
+Used by the tests that check the modules against the Typer app and that run the test profile's flow without
+Nextflow: a module's script block is rendered the way Nextflow renders it (GString `${...}` interpolation,
+`\\$` escapes, indentation stripped) and run with `bash -ue`, Nextflow's default shell, in a task folder where
+inputs are staged as symlinks. Only the simple interpolations the modules use are supported (`${name}`,
+`${a.b}`); anything else fails loudly, which keeps the modules simple enough to be checked this way.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import re
+import shlex
+import subprocess
+import textwrap
+from dataclasses import dataclass, field
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+_INTERP = re.compile(r"(?<!\\)\$\{([^}]*)\}")
+_SIMPLE = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*$")
+_OPTION = re.compile(r"(?<![\w-])--[a-z][a-z0-9-]*")
+
+
+@dataclass
+class Output:
+    pattern: str  # the path(...) pattern, still a template
+    emit: str
+    optional: bool = False
+
+
+@dataclass
+class Module:
+    step: str
+    path: Path
+    process: str
+    defs: dict[str, str]  # name -> Groovy expression, from the script section
+    script: str  # the script template (between triple quotes), not yet rendered
+    stub: str
+    outputs: list[Output] = field(default_factory=list)
+
+
+def _section(text: str, label: str) -> tuple[list[str], str]:
+    """(def lines, triple-quoted template) of the `script:` or `stub:` section."""
+    start = re.search(rf"^\s*{label}:\s*$", text, re.M)
+    if not start:
+        raise ValueError(f"no {label}: section")
+    rest = text[start.end():]
+    q1 = rest.index('"""')
+    q2 = rest.index('"""', q1 + 3)
+    lines = [ln.strip() for ln in rest[:q1].splitlines() if ln.strip()]
+    return lines, rest[q1 + 3: q2]
+
+
+def _defs(lines: list[str]) -> dict[str, str]:
+    out = {}
+    for ln in lines:
+        m = re.match(r"^(?:def\s+)?([A-Za-z_]\w*)\s*=\s*(.+)$", ln)
+        if not m:
+            raise ValueError(f"unsupported line before the script: {ln!r}")
+        out[m.group(1)] = m.group(2)
+    return out
+
+
+def _outputs(text: str) -> list[Output]:
+    block = re.search(r"^\s*output:\s*$(.*?)^\s*(?:when|script|stub|exec):", text, re.M | re.S).group(1)
+    outs = []
+    for ln in block.splitlines():
+        m = re.search(r'path\(\s*"([^"]+)"\s*\)|path\s+"([^"]+)"', ln)
+        if m:
+            emit = re.search(r"emit:\s*(\w+)", ln)
+            outs.append(Output(m.group(1) or m.group(2), emit.group(1) if emit else "", "optional: true" in ln))
+    return outs
+
+
+def load_module(path: Path) -> Module:
+    text = path.read_text()
+    process = re.search(r"^process\s+(\w+)\s*\{", text, re.M).group(1)
+    def_lines, script = _section(text, "script")
+    _, stub = _section(text, "stub")
+    return Module(path.parent.name, path, process, _defs(def_lines), script, stub, _outputs(text))
+
+
+def load_modules(root: Path = REPO) -> dict[str, Module]:
+    return {p.parent.name: load_module(p) for p in sorted((root / "modules").glob("*/main.nf"))}
+
+
+# ---------------------------------------------------------------------------------------------- invocations
+@dataclass
+class Invocation:
+    words: list[str]  # e.g. ["segment"] or ["models", "list"]
+    tokens: list[str]  # everything after `csrefiner`, shell-split, ${...} kept whole
+    options: list[str]  # --options written in the call or in the defs it interpolates
+
+
+def _logical_lines(script: str) -> list[str]:
+    return script.replace("\\\n", " ").splitlines()
+
+
+def _split(line: str) -> list[str]:
+    # protect ${...} (may contain spaces or quotes) from shlex
+    holes = {}
+
+    def keep(m):
+        key = f"@@{len(holes)}@@"
+        holes[key] = m.group(0)
+        return key
+
+    protected = _INTERP.sub(keep, line)
+    return [re.sub(r"@@\d+@@", lambda m: holes[m.group(0)], t) for t in shlex.split(protected, posix=True)]
+
+
+def invocations(module: Module, group_words: set[str] = frozenset()) -> list[Invocation]:
+    """Every `csrefiner ...` call in the module's script, with the options it passes."""
+    calls = []
+    for line in _logical_lines(module.script):
+        stripped = line.strip()
+        if not stripped.startswith("csrefiner ") or "$(" in stripped[:12]:
+            continue
+        tokens = _split(stripped)[1:]
+        if tokens and tokens[0].startswith("--"):  # `csrefiner --version`
+            continue
+        words = tokens[:2] if tokens and tokens[0] in group_words else tokens[:1]
+        options = [t.split("=", 1)[0] for t in tokens if t.startswith("--")]
+        for t in tokens:
+            m = _INTERP.fullmatch(t)
+            if m and m.group(1) in module.defs:  # options hidden in a def, e.g. "--model-dir ${model}"
+                options += _OPTION.findall(module.defs[m.group(1)])
+        calls.append(Invocation(words, tokens, options))
+    return calls
+
+
+# ------------------------------------------------------------------------------------------------ configs
+def _strip_comments(text: str) -> str:
+    text = re.sub(r"/\*.*?\*/", "", text, flags=re.S)
+    return "\n".join(re.sub(r"\s//.*$", "", ln) if not ln.lstrip().startswith("//") else "" for ln in text.splitlines())
+
+
+def _value(raw: str):
+    raw = raw.strip().rstrip(",")
+    if raw in ("null",):
+        return None
+    if raw in ("true", "false"):
+        return raw == "true"
+    if raw[:1] in "'\"":
+        return raw[1:-1]
+    try:
+        return int(raw)
+    except ValueError:
+        return float(raw)
+
+
+def read_params(*configs: Path) -> dict:
+    """`name = value` lines of the `params { }` blocks, later files overriding earlier ones."""
+    params = {}
+    for cfg in configs:
+        text = _strip_comments(cfg.read_text())
+        for block in re.finditer(r"^params\s*\{(.*?)^\}", text, re.M | re.S):
+            for m in re.finditer(r"^\s*(\w+)\s*=\s*(.+?)\s*$", block.group(1), re.M):
+                params[m.group(1)] = _value(m.group(2))
+    return params
+
+
+def pipeline_params(profile_test: bool = False) -> dict:
+    files = [REPO / "nextflow.config", REPO / "conf" / "containers.config"]
+    if profile_test:
+        files.append(REPO / "conf" / "test.config")
+    return read_params(*files)
+
+
+def ext_args(config: Path = REPO / "conf" / "modules.config") -> dict[str, str]:
+    """withName selector -> the ext.args GString template (closure body) set for it."""
+    text = _strip_comments(config.read_text())
+    out = {}
+    for m in re.finditer(r"withName:\s*'([^']+)'\s*\{(.*?)\n\s*\}", text, re.S):
+        a = re.search(r'ext\.args\s*=\s*\{\s*"([^"]*)"\s*\}', m.group(2))
+        if a:
+            out[m.group(1)] = a.group(1)
+    return out
+
+
+def aliases(root: Path = REPO) -> dict[str, str]:
+    """Process name used in the workflows (alias or own name) -> module folder."""
+    out = {}
+    for nf in list(root.glob("workflows/*.nf")) + list(root.glob("subworkflows/**/*.nf")) + [root / "main.nf"]:
+        for m in re.finditer(r"include\s*\{([^}]*)\}\s*from\s*'[./]*/?modules/(\w+)/main'", nf.read_text()):
+            for item in m.group(1).split(";"):
+                parts = item.split(" as ")
+                out[parts[-1].strip()] = m.group(2)
+    return out
+
+
+# -------------------------------------------------------------------------------------------------- render
+def _lookup(ctx: dict, expr: str):
+    value = ctx
+    for part in expr.split("."):
+        if isinstance(value, dict) and part in value:
+            value = value[part]
+        else:
+            raise KeyError(f"${{{expr}}}: no value for {part!r}")
+    return value
+
+
+def render(template: str, ctx: dict) -> str:
+    """Interpolate like a Groovy GString (simple references only) and strip the indentation like Nextflow."""
+    def sub(m):
+        expr = m.group(1).strip()
+        if not _SIMPLE.match(expr):
+            raise ValueError(f"${{{expr}}}: only simple references can be rendered outside Nextflow")
+        value = _lookup(ctx, expr)
+        if isinstance(value, (list, tuple)):
+            return " ".join(str(v) for v in value)
+        return "" if value is None else str(value)
+
+    text = _INTERP.sub(sub, template)
+    if re.search(r"(?<!\\)\$(?!\{)", text.replace("\\$", "")):
+        raise ValueError("unescaped $ in script: Groovy would interpolate it")
+    return textwrap.dedent(text.replace("\\$", "$")).strip() + "\n"
+
+
+def check_outputs(module: Module, ctx: dict, workdir: Path) -> dict[str, list[Path]]:
+    """Glob each declared output (as Nextflow would) in the task folder; a missing required one raises."""
+    found = {}
+    for out in module.outputs:
+        pattern = render(out.pattern, ctx).strip()
+        hits = sorted(Path(p) for p in glob.glob(str(workdir / pattern), recursive=True))
+        if not hits and not out.optional:
+            listing = sorted(str(p.relative_to(workdir)) for p in workdir.rglob("*") if ".home" not in p.parts)
+            raise AssertionError(f"{module.process}: declared output '{pattern}' missing in {workdir}; has {listing}")
+        found[out.emit or pattern] = hits
+    return found
+
+
+def stage(workdir: Path, files, into: str | None = None) -> None:
+    """Link input files into the task folder (Nextflow's default symlink staging; stageAs 'dir/*' -> into)."""
+    target = workdir / into if into else workdir
+    target.mkdir(parents=True, exist_ok=True)
+    for f in files:
+        link = target / Path(f).name
+        if not link.exists():
+            link.symlink_to(Path(f).resolve())
+
+
+def run_task(module: Module, ctx: dict, workdir: Path, env: dict | None = None, stub: bool = False):
+    """Render the module's script (or stub) with ctx, run it with bash -ue in workdir, check declared outputs."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    script = render(module.stub if stub else module.script, ctx)
+    (workdir / ".command.sh").write_text("#!/bin/bash -ue\n" + script)
+    proc = subprocess.run(["bash", "-ue", ".command.sh"], cwd=workdir, capture_output=True, text=True,
+                          env={**os.environ, **(env or {})})
+    (workdir / ".command.log").write_text(proc.stdout + proc.stderr)
+    if proc.returncode != 0:
+        raise AssertionError(f"{module.process} failed ({proc.returncode}) in {workdir}:\n{script}\n{proc.stderr[-3000:]}")
+    return check_outputs(module, ctx, workdir)
+
+
+_EXT_DEFAULT = re.compile(r"""^task\.ext\.(\w+)\s*\?:\s*(?:"([^"]*)"|'([^']*)')$""")
+
+
+def task_context(module: Module, meta: dict, inputs: dict, ext: dict | None = None, defs: dict | None = None,
+                 accelerator=None) -> dict:
+    """The variables a task's script sees: inputs, meta, task.*, and the script's `def`s.
+
+    `task.ext.x ?: "default"` defs are evaluated here; any other def must be given in `defs` (the caller states
+    what the Groovy expression yields for these inputs), so a def added to a module fails until it is handled.
+    """
+    ext = ext or {}
+    ctx = {**inputs, "meta": meta, "task": {"process": module.process, "ext": ext, "accelerator": accelerator}}
+    given = dict(defs or {})
+    for name, expr in module.defs.items():
+        if name in given:
+            ctx[name] = given.pop(name)
+            continue
+        m = _EXT_DEFAULT.match(expr)
+        if not m:
+            raise KeyError(f"{module.process}: give a value for `def {name} = {expr}`")
+        ctx[name] = ext.get(m.group(1)) or render(m.group(2) or m.group(3) or "", ctx).strip()
+    if given:
+        raise KeyError(f"{module.process}: defs {sorted(given)} are not in the module's script section")
+    return ctx

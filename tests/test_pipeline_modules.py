@@ -1,0 +1,112 @@
+"""Module contracts that hold without Nextflow: stub blocks make every declared output, versions.yml is valid,
+scripts set the writable caches, outputs carry no timestamps, and the configs, schemas and params agree."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import sys
+
+import pytest
+
+from nf_modules import REPO, load_modules, pipeline_params, render, run_task, task_context
+
+MODULES = load_modules()
+ENV = {
+    "PATH": os.pathsep.join([os.path.dirname(sys.executable), str(REPO / "bin"), os.environ.get("PATH", "")]),
+    "PYTHONPATH": str(REPO),
+}
+
+# Inputs and non-trivial defs each module's script sees, as Nextflow would bind them for a small task.
+STUB_INPUTS = {
+    "synth": ({"id": "p", "n": 2, "size": 64, "style": "easy", "seed": 1}, {}, {}),
+    "test_gem": ({"id": "s", "size": 64}, {}, {}),
+    "tile": ({"id": "s"}, {"image": "s.tif"}, {}),
+    "crop": ({"id": "s"}, {"image": "s.tif"}, {}),
+    "finetune": ({"id": "cellpose", "backend": "cellpose", "pretrained": "scratch"},
+                 {"train": "train", "val": "val", "base_model": "", "model_cache": ""},
+                 {"pretrained": "scratch", "device": "cpu", "cache_dir": ""}),
+    "segment": ({"id": "s.b0", "backend": "cellpose", "model_name": "cyto3"},
+                {"model": "", "images": "input", "model_cache": ""},
+                {"model_arg": "--model cyto3", "device": "cpu", "cache_dir": ""}),
+    "stitch": ({"id": "s"}, {"manifest": "m.json", "tiles": "tiles"}, {}),
+    "evaluate": ({"id": "validation"}, {"gt": "gt", "preds": "a.after"}, {"pred_args": "--pred a.after --name a.after"}),
+    "consensus": ({"id": "s"}, {"preds": "a b"}, {"pred_args": "--pred a --pred b"}),
+    "suggest": ({"id": "s"}, {"preds": "a b", "images": "images", "top": 2}, {"pred_args": "--pred a --pred b"}),
+    "cgef": ({"id": "s"}, {"mask": "s-mask.tif", "matrix": "s.gem.gz"}, {}),
+}
+
+
+def test_stub_inputs_cover_every_module():
+    assert set(STUB_INPUTS) == set(MODULES)
+
+
+@pytest.mark.parametrize("step", sorted(MODULES))
+def test_stub_makes_declared_outputs(step, tmp_path):
+    """`-stub` runs (nf-test, dry runs) must produce what the output block declares, plus a versions.yml."""
+    meta, inputs, defs = STUB_INPUTS[step]
+    module = MODULES[step]
+    ctx = task_context(module, meta, inputs, defs=defs)
+    found = run_task(module, ctx, tmp_path, env=ENV, stub=True)
+    versions = (tmp_path / "versions.yml").read_text()
+    tool = "python" if step == "test_gem" else "csrefiner"
+    assert re.fullmatch(rf'"{module.process}":\n    {tool}: \d+\.\d+\S*\n', versions), versions
+    assert found["versions"] == [tmp_path / "versions.yml"]
+
+
+@pytest.mark.parametrize("step", sorted(set(MODULES) - {"test_gem"}))
+def test_script_sets_writable_caches(step):
+    """HOME, MPLCONFIGDIR, CELLPOSE_LOCAL_MODELS_PATH and KERAS_HOME point into the task folder (containers run
+    as an arbitrary user with a read-only image)."""
+    meta, inputs, defs = STUB_INPUTS[step]
+    module = MODULES[step]
+    script = render(module.script, task_context(module, meta, inputs, defs=defs))
+    for var in ("HOME", "MPLCONFIGDIR", "CELLPOSE_LOCAL_MODELS_PATH", "KERAS_HOME"):
+        assert re.search(rf'\b{var}="\$PWD/', script), f"{step}: {var} not set to a task-local folder"
+    assert script.index("KERAS_HOME") < script.index("csrefiner ")
+
+
+def test_outputs_have_no_timestamps():
+    for step, module in MODULES.items():
+        for out in module.outputs:
+            assert not re.search(r"date|time|\$\(|random|uuid", out.pattern, re.I), f"{step}: {out.pattern}"
+
+
+def test_params_schema_and_config_agree():
+    """Every param in the configs is in nextflow_schema.json with the same default, and vice versa."""
+    schema = json.loads((REPO / "nextflow_schema.json").read_text())
+    props = {k: v for group in schema["$defs"].values() for k, v in group["properties"].items()}
+    params = pipeline_params()
+    assert set(params) == set(props), (sorted(set(params) - set(props)), sorted(set(props) - set(params)))
+    for name, value in params.items():
+        if value is not None:
+            assert props[name].get("default") == value, f"{name}: config {value!r} vs schema {props[name].get('default')!r}"
+        else:
+            assert "default" not in props[name], name
+    for name, value in pipeline_params(profile_test=True).items():
+        assert name in props, f"conf/test.config sets unknown param {name}"
+
+
+def test_samplesheet_schema():
+    schema = json.loads((REPO / "assets" / "schema_input.json").read_text())
+    item = schema["items"]
+    assert list(item["properties"]) == ["sample", "image", "matrix", "patches"]
+    assert item["required"] == ["sample", "image"]
+    assert item["properties"]["patches"]["format"] == "directory-path"
+    header = (REPO / "assets" / "samplesheet.csv").read_text().splitlines()[0]
+    assert header.split(",") == list(item["properties"])
+    for key, pattern_ok, pattern_bad in [("image", "a/b.ome.tif", "a/b.txt"), ("matrix", "c.gem.gz", "c.csv")]:
+        pat = re.compile(item["properties"][key]["pattern"])
+        assert pat.match(pattern_ok) and not pat.match(pattern_bad)
+
+
+def test_gpu_profile_sets_accelerator_for_gpu_label():
+    text = (REPO / "nextflow.config").read_text()
+    gpu = re.search(r"^    gpu \{(.*?)^    \}", text, re.M | re.S).group(1)
+    assert re.search(r"withLabel: 'process_gpu' \{\s*accelerator = 1", gpu)
+    assert "--gpus all" in gpu and "--nv" in gpu
+    base = (REPO / "conf" / "base.config").read_text()
+    assert "withLabel: 'process_gpu'" in base and "accelerator" not in base.split("withLabel: 'process_gpu'")[1]
+    for step in ("finetune", "segment"):
+        assert "label 'process_gpu'" in MODULES[step].path.read_text()

@@ -21,7 +21,7 @@ import numpy as np
 from csrefiner.errors import CsrefinerError
 from csrefiner.io import read_image
 from csrefiner.io.images import TIFF_SUFFIXES
-from csrefiner.io.pairing import file_stem
+from csrefiner.io.pairing import sample_key
 
 MAX_CHUNK_BYTES = 256 * 2**20  # a compressed chunk larger than this would be decoded for every tile
 
@@ -33,7 +33,7 @@ class Slide:
         self.path = Path(path)
         if not self.path.is_file():
             raise CsrefinerError(f"{self.path}: no such slide file")
-        self.name = file_stem(self.path)
+        self.name = sample_key(self.path)  # "chipA-img.tif" -> "chipA": tile keys stay free of role suffixes
         self._tif = None
         self._array = None
         try:

@@ -91,7 +91,7 @@ class Flow:
 
 
 def segment(flow: Flow, process: str, meta: dict, model_dir: Path | None, images: list[Path]) -> dict:
-    model_arg = f"--model-dir {model_dir.name}" if model_dir else f"--model {meta['model_name']}"
+    model_arg = f"--model-dir {model_dir.name}" if model_dir else f"--model {meta['backend']}:{meta['model_name']}"
     return flow.task(
         process, "segment", meta,
         {"model": model_dir.name if model_dir else "", "images": "input", "model_cache": ""},

@@ -15,7 +15,10 @@ import typer
 from csrefiner import __version__
 from csrefiner.errors import CsrefinerError
 
-STEP_MODULES = ["synth", "tile", "crop", "stitch", "evaluate", "consensus", "suggest", "annotations", "cgef", "demo"]
+STEP_MODULES = [
+    "synth", "tile", "crop", "finetune", "segment", "stitch", "evaluate", "consensus", "suggest", "annotations",
+    "cgef", "models", "demo",
+]
 
 app = typer.Typer(
     name="csrefiner",

@@ -15,7 +15,7 @@ process SEGMENT {
     script:
     def args = task.ext.args ?: ''
     prefix = task.ext.prefix ?: "${meta.id}"
-    def model_arg = model ? "--model-dir ${model}" : "--model ${meta.model_name}"
+    def model_arg = model ? "--model-dir ${model}" : "--model ${meta.backend}:${meta.model_name}"
     def cache_dir = model_cache ? model_cache.toString() : ''
     def device = task.accelerator ? 'cuda' : 'cpu'
     """

@@ -1,0 +1,36 @@
+"""`csrefiner segment`: segment patches or whole-slide tiles with a pretrained or fine-tuned model."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+
+def segment(
+    input: Path = typer.Option(..., "--input", help="An image, or a folder of images / tiles (-mask files are skipped)."),
+    out: Path = typer.Option(..., "--out", help="Folder for <key>-mask.tif (uint32) and segment.json."),
+    model_dir: Optional[Path] = typer.Option(None, "--model-dir", help="A model folder written by `csrefiner finetune`."),
+    model: Optional[str] = typer.Option(None, "--model", help="A pretrained model: BACKEND:NAME (e.g. cellpose:cyto3) or BACKEND:PATH."),
+    tile_manifest: Optional[Path] = typer.Option(None, "--tile-manifest", help="Check that every input is a tile of this manifest."),
+    stain: str = typer.Option("ss", "--stain", help="For pretrained models: ss or he (a model folder knows its own)."),
+    device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
+    option: Optional[List[str]] = typer.Option(None, "--option", help="Backend-specific KEY=VALUE, e.g. diameter=17."),
+    tile_size: int = typer.Option(4096, "--tile-size", help="Images larger than this on a side are segmented tile by tile and stitched (0: never)."),
+    overlap: int = typer.Option(128, "--overlap", help="Tile overlap for such images: >= 2x cell diameter."),
+    force: bool = typer.Option(False, "--force", help="Replace an existing output folder."),
+) -> None:
+    """Write one uint32 instance mask per input image, named so `evaluate` and `stitch` pair it."""
+    from csrefiner.cli.finetune import parse_options
+    from csrefiner.models.base import TrainParams
+    from csrefiner.models.segment import segment as run
+
+    params = TrainParams(stain=stain, device=device, options=parse_options(option))
+    info = run(model_dir, model, input, out, params, tile_manifest, force, tile_size, overlap)
+    typer.echo(f"{info['backend']}: segmented {info['images']} image(s), {sum(info['objects'].values())} objects, "
+               f"{info['seconds']} s; wrote {out}")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("segment")(segment)

@@ -68,14 +68,16 @@ extra_of() { case "$1" in base) echo cgef ;; *) echo "$1" ;; esac; }
 wheelhouse() {  # wheels for one family's dependencies (built here, so sdists need no compiler in the image)
     local family=$1 extra key dir
     extra=$(extra_of "$family")
-    key=$(cat pyproject.toml constraints.txt | sha256sum | cut -c1-12)
+    local pins=constraints.txt  # a family that cannot share the main pins has its own (cpsam: cellpose 4)
+    [ -f "constraints-$family.txt" ] && pins="constraints-$family.txt"
+    key=$(cat pyproject.toml "$pins" | sha256sum | cut -c1-12)
     dir="$CACHE/wheels/$family-$key"
     if [ ! -f "$dir/.complete" ]; then
         log "wheelhouse for $family ([$extra]) -> $dir"
         rm -rf "$dir" && mkdir -p "$dir"
         "$PYTHON" -c "import tomllib; p = tomllib.load(open('pyproject.toml', 'rb'))['project']; \
 print('\n'.join(p['dependencies'] + p['optional-dependencies']['$extra']))" >"$dir/requirements.txt"
-        "$PYTHON" -m pip wheel --quiet --disable-pip-version-check -w "$dir" -c constraints.txt \
+        "$PYTHON" -m pip wheel --quiet --disable-pip-version-check -w "$dir" -c "$pins" \
             -r "$dir/requirements.txt" "setuptools>=68" wheel
         touch "$dir/.complete"
     fi

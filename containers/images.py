@@ -17,6 +17,8 @@ _LINE = re.compile(r"^\s*container_(\w+)\s*=\s*'([^']+)'", re.M)
 STEPS = {
     "base": ["synth", "tile", "crop", "stitch", "evaluate", "consensus", "suggest", "cgef"],
     "cellpose": ["synth", "finetune", "segment"],
+    "cellvit": ["synth", "finetune", "segment"],
+    "cpsam": ["synth", "finetune", "segment"],
     "stardist": ["synth", "finetune", "segment"],
 }
 

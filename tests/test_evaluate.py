@@ -78,9 +78,3 @@ def test_shape_mismatch_and_float_masks(cli, gt_and_preds):
     proc = cli("evaluate", "--gt", d / "gt", "--pred", d / "good", "--out", d / "eval", check=False)
     assert proc.returncode == 2 and "not an integer label image" in proc.stderr
     assert not (d / "eval").exists()
-
-
-def test_demo_runs(cli, tmp_path):
-    proc = cli("demo", "--out", tmp_path / "demo", "--n", "4")
-    assert "watershed" in proc.stdout
-    assert (tmp_path / "demo" / "evaluation" / "summary.md").exists()

@@ -1,38 +1,48 @@
-"""`csrefiner demo`: the steps that exist, end to end, on data generated on the spot.
+"""`csrefiner demo`: the CSRefiner experiment in miniature, end to end on one CPU, with an HTML report.
 
-Generated hard-region patches (dense, touching, blurred nuclei) are segmented by a naive threshold baseline and
-by a seeded watershed, then `evaluate` compares the two with paired statistics.
+Files: config.py (presets), data.py (generated slide + patch sets + stardist's real image), gem.py (a GEM for
+the slide), flow.py (the steps, all csrefiner library calls), timing.py, overlays.py, summary.py
+(summary.json), report.py (report.html).
 """
 
 from __future__ import annotations
 
-import time
+import json
+import os
 from pathlib import Path
+from typing import Callable
 
-from csrefiner.io import atomic_dir, patch_name, write_image, write_labels
-from csrefiner.metrics.evaluate import evaluate_folders
-from csrefiner.metrics.report import write_evaluation
-from csrefiner.models.classical import threshold_components, watershed_nuclei
-from csrefiner.progress import track
-from csrefiner.synth import HARD, nuclei_image
+from csrefiner.demo.config import DemoConfig, make_config
+
+__all__ = ["DemoConfig", "make_config", "run_demo"]
 
 
-def run_demo(out: Path, n_patches: int = 12, size: int = 256, seed: int = 0, force: bool = False) -> dict:
-    start = time.perf_counter()
-    with atomic_dir(out, force=force) as tmp:
-        segmenters = {"threshold": threshold_components, "watershed": watershed_nuclei}
-        for folder in ("patches", *segmenters):
-            (tmp / folder).mkdir()
-        for i in track(range(n_patches), "generate and segment"):
-            img, gt = nuclei_image((size, size), HARD, seed + i)
-            key = patch_name("demo", 0, i * size, size, size)
-            write_image(tmp / "patches" / f"{key}-img.tif", img)
-            write_labels(tmp / "patches" / f"{key}-mask.tif", gt)
-            for name, fn in segmenters.items():
-                write_labels(tmp / name / f"{key}-mask.tif", fn(img))
-        results = []
-        for name in segmenters:
-            results += evaluate_folders(tmp / "patches", tmp / name, name)
-        info = write_evaluation(results, tmp / "evaluation", iou=0.5)
-    info["seconds"] = round(time.perf_counter() - start, 1)
-    return info
+def _limit_threads(n: int) -> None:
+    """The demo is sized for a small CPU: one BLAS/torch pool of `n` threads, not one per library."""
+    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        os.environ.setdefault(var, str(n))
+    try:
+        import torch
+
+        torch.set_num_threads(n)
+    except ImportError:
+        pass
+
+
+def run_demo(out: Path, cfg: DemoConfig, force: bool = False, say: Callable[[str], None] = print) -> dict:
+    """Run every step into `out`; returns summary.json's content. report.html is written last."""
+    import numpy as np
+
+    from csrefiner.demo.flow import Flow, prepare_out
+    from csrefiner.demo.report import write_report
+    from csrefiner.demo.summary import build_summary
+
+    _limit_threads(cfg.threads)
+    np.random.seed(cfg.seed)
+    out = prepare_out(Path(out), force)
+    flow = Flow(out, cfg, say)
+    flow.run()
+    summary = build_summary(flow)
+    (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
+    write_report(out, summary)
+    return summary

@@ -237,7 +237,8 @@ class CellposeBackend(Backend):
         folder = model_dir()
         files = {f: n for n, f in BUILTIN_FILES.items()}
         return [LocalModel(self.name, files.get(p.name, p.name), p) for p in sorted(folder.glob("*"))
-                if p.is_file() and not p.name.endswith((".npy", ".txt"))] if folder.is_dir() else []
+                if p.is_file() and not p.name.endswith((".npy", ".txt")) and not p.name.startswith("cpsam")
+                ] if folder.is_dir() else []  # cpsam* files are cellpose 4's (listed by --model cpsam)
 
     def cache_hint(self) -> str:
         return f"put cellpose 3 model files (e.g. cyto3 from {MODEL_URL}/cyto3) into {model_dir()} (CELLPOSE_LOCAL_MODELS_PATH)"

@@ -5,8 +5,8 @@
 
 // `cellpose:cyto3,stardist:scratch,cellpose:/models/mine` -> one meta map per model
 def parseModels(String spec) {
-    def backends = ['cellpose', 'cpsam', 'stardist']
-    def defaults = [cellpose: 'cyto3', cpsam: 'cpsam', stardist: '2D_versatile_fluo']
+    def backends = ['cellpose', 'cpsam', 'cellvit', 'stardist', 'cellbin']
+    def defaults = [cellpose: 'cyto3', cpsam: 'cpsam', cellvit: 'CellViT-256-x40', stardist: '2D_versatile_fluo', cellbin: 'cellseg_bcdu_SHDI_221008_tf.hdf5']
     def models = spec.tokenize(',').collect { item -> item.trim() }.findAll { item -> item }.collect { item ->
         def parts = item.split(':', 2)
         def backend = parts[0]

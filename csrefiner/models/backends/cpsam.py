@@ -1,0 +1,417 @@
+"""Cellpose-SAM (cellpose 4, "cpsam"): fine-tuned with cellpose 4's own training pieces.
+
+cellpose 4 cannot share an environment with cellpose 3 (both are the `cellpose` package, and their weights are
+incompatible), so this backend lives in its own extra / image: `pip install -c constraints-cpsam.txt -e
+'.[cpsam]'`, container csrefiner/cpsam.
+
+Training uses cellpose 4's flow targets (`dynamics.labels_to_flows`), its augmentation
+(`transforms.random_rotate_and_resize`: any-angle rotation, flips, scale 0.75-1.25), its loss
+(`train._loss_fn_seg`) and its optimiser settings (AdamW, weight decay 0.1, lr 1e-5 to fine-tune), driven by
+csrefiner's shared loop (`train_seg` has no hook for validation F1, best checkpoint or early stopping).
+Intensity jitter is added on top. Inference is cellpose 4's `CellposeModel.eval` on the network in hand.
+The base model is the one the user chose (CSRefiner's script silently trains its own choice).
+
+Networks. The only network cellpose 4 builds is `vit.CPSAM`: SAM's ViT-L image encoder (24 blocks, width 1024,
+304.6M parameters) on 8x8-pixel tokens of 256x256 tiles, all blocks with global attention, and a linear
+read-out to flows + cell probability. Its class hard-codes ViT-L and `CellposeModel` refuses to start without
+a weights file ("training from scratch is not implemented"). For tests and experiments without pretrained
+weights, `--pretrained scratch --option encoder=tiny|vit_b` (or depth=/embed_dim=/heads=/bsize=) builds the
+same architecture - SAM's `ImageEncoderViT`, CPSAM's token size, global attention and read-out, CPSAM's
+`forward` - with fewer/narrower blocks and random weights. Such a network is NOT Cellpose-SAM: it has none of
+its pretraining; it only exercises the pipeline. `encoder=vit_l` from scratch is the real CPSAM, untrained.
+
+Model folder: `cpsam/weights.pt` (a cellpose 4 state dict; for the ViT-L network cellpose itself loads it:
+`CellposeModel(pretrained_model="cpsam/weights.pt")`) and `cpsam/config.json` (architecture, thresholds).
+
+Import workaround. On a CPU-only torch, PyPI's torchvision for torch 2.13 is a CUDA build whose compiled ops
+cannot load; torchvision then fails at import in `_meta_registrations` (it registers fake kernels for `nms` and
+`qnms` without checking that the ops exist). cellpose 4 imports torchvision only for four pure-torch affine
+helpers in `transforms.py` (no compiled op), so when - and only when - that exact import error happens, we
+define the two op schemas (torchvision's own signatures, no kernels) and import again.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from csrefiner.errors import CsrefinerError
+from csrefiner.models.augment import Augment, intensity
+from csrefiner.models.base import Backend, LocalModel, Pretrained, Segmenter, Trainer, TrainParams
+from csrefiner.models.data import grey
+
+MODEL_URL = "https://huggingface.co/mouseland/cellpose-sam/resolve/main"
+BUILTIN = ("cpsam_v2", "cpsam")  # cellpose 4's file names in its model folder
+# cellpose 3 names that cellpose 4 would silently replace by cpsam
+CP3_NAMES = ("cyto3", "cyto2", "cyto", "nuclei", "tissuenet_cp3", "livecell_cp3", "cyto2_cp3", "yeast_PhC_cp3",
+             "yeast_BF_cp3", "bact_phase_cp3", "bact_fluor_cp3", "deepbacs_cp3")
+# (embed_dim, depth, heads, neck width) of SAM's encoders, and a small one for CPU tests
+PRESETS = {"vit_l": (1024, 24, 16, 256), "vit_b": (768, 12, 12, 256), "tiny": (96, 2, 3, 64)}
+PATCH = 8  # CPSAM's token size in pixels
+_TV_SCHEMAS = []  # keeps the torchvision op schemas alive (a torch.library.Library unregisters when collected)
+
+
+def model_dir() -> Path:
+    """cellpose's own model folder (what cellpose.models.MODEL_DIR resolves to)."""
+    env = os.environ.get("CELLPOSE_LOCAL_MODELS_PATH")
+    return Path(env) if env else Path.home() / ".cellpose" / "models"
+
+
+def _import_torchvision() -> None:
+    import torch
+
+    try:
+        import torchvision  # noqa: F401
+    except RuntimeError as exc:
+        if "torchvision::nms" not in str(exc):
+            raise
+        lib = torch.library.Library("torchvision", "DEF")
+        for op in ("nms", "qnms"):
+            lib.define(f"{op}(Tensor dets, Tensor scores, float iou_threshold) -> Tensor")
+        _TV_SCHEMAS.append(lib)
+        import torchvision  # noqa: F401,F811
+
+
+def cellpose4():
+    """The cellpose package, checked to be cellpose 4 (imported through the torchvision workaround)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        found = version("cellpose")
+    except PackageNotFoundError:
+        found = "not installed"
+    if found.split(".")[0] != "4":
+        raise CsrefinerError(
+            f"--model cpsam needs cellpose 4 (Cellpose-SAM); cellpose here: {found} (cellpose 3 is --model "
+            "cellpose); use the cpsam environment: a separate venv with `pip install -c constraints-cpsam.txt "
+            "-e '.[cpsam]'`, or the csrefiner/cpsam image")
+    if "cellpose" not in sys.modules:
+        _import_torchvision()
+    import cellpose
+
+    return cellpose
+
+
+def load_state(path: Path) -> dict:
+    """A cellpose 4 state dict, with a clear error for cellpose 3, CPDINO or foreign files."""
+    import torch
+
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except Exception as exc:  # torch raises many types for a damaged or foreign file
+        raise CsrefinerError(f"{path}: not a readable cellpose model file ({type(exc).__name__}: {exc})") from exc
+    if not isinstance(state, dict):
+        raise CsrefinerError(f"{path}: not a network state dict; give a cellpose 4 (Cellpose-SAM) model file")
+    state = {k.removeprefix("module."): v for k, v in state.items()}
+    if "W2" not in state:
+        if "output.2.weight" in state or any(k.startswith("downsample.") for k in state):
+            raise CsrefinerError(f"{path}: a cellpose 3 (CPnet) model; cellpose 4 cannot load CP3 weights "
+                                 "(they have no ViT encoder); use --model cellpose for it")
+        raise CsrefinerError(f"{path}: not a cellpose model state dict; give a cellpose 4 (Cellpose-SAM) model file")
+    if "encoder.cls_token" in state:
+        raise CsrefinerError(f"{path}: a Cellpose-DINO (cpdino) model; only Cellpose-SAM networks are supported")
+    return state
+
+
+def arch_of(state: dict) -> dict:
+    """The network's shape, read from the weights (so any CPSAM-style state dict rebuilds exactly)."""
+    w = state["encoder.patch_embed.proj.weight"]
+    embed, ps = int(w.shape[0]), int(w.shape[-1])
+    depth = len({k.split(".")[2] for k in state if k.startswith("encoder.blocks.")})
+    grid = int(state["encoder.pos_embed"].shape[1])
+    head_dim = int(state["encoder.blocks.0.attn.rel_pos_h"].shape[1])
+    return {"embed_dim": embed, "depth": depth, "heads": embed // head_dim, "ps": ps, "bsize": ps * grid,
+            "out_chans": int(state["encoder.neck.0.weight"].shape[0])}
+
+
+def is_cpsam(arch: dict) -> bool:
+    """The real CPSAM network (cellpose's own class builds it)."""
+    return (arch["embed_dim"], arch["depth"], arch["heads"], arch["out_chans"], arch["ps"], arch["bsize"]) == (
+        *PRESETS["vit_l"], PATCH, 256)
+
+
+def build_net(arch: dict, device):
+    import torch
+
+    cellpose4()
+    from cellpose.vit import CPSAM, BaseModel
+
+    if is_cpsam(arch):
+        return CPSAM(dtype=torch.float32).to(device)
+
+    class SmallCPSAM(CPSAM):
+        """CPSAM's forward on a smaller SAM encoder (CPSAM.__init__ would build ViT-L first)."""
+
+        def __init__(self):
+            from functools import partial
+
+            from segment_anything.modeling import ImageEncoderViT
+
+            BaseModel.__init__(self, dtype=torch.float32)
+            self.rdrop, self.backbone, self.nout, self.ps = 0.4, "sam_small", 3, arch["ps"]
+            self.encoder = ImageEncoderViT(
+                img_size=arch["bsize"], patch_size=arch["ps"], embed_dim=arch["embed_dim"], depth=arch["depth"],
+                num_heads=arch["heads"], mlp_ratio=4, out_chans=arch["out_chans"], qkv_bias=True,
+                norm_layer=partial(torch.nn.LayerNorm, eps=1e-6), use_rel_pos=True, window_size=0)
+            self.out = torch.nn.Conv2d(arch["out_chans"], 3 * self.ps ** 2, kernel_size=1)
+            eye = torch.eye(3 * self.ps ** 2).reshape(3 * self.ps ** 2, 3, self.ps, self.ps)
+            self.W2 = torch.nn.Parameter(eye, requires_grad=False)
+
+    return SmallCPSAM().to(device)
+
+
+def scratch_arch(options: dict) -> dict:
+    preset = str(options.get("encoder", "vit_l"))
+    if preset not in PRESETS:
+        raise CsrefinerError(f"--option encoder={preset}: use one of {', '.join(PRESETS)}")
+    embed, depth, heads, neck = PRESETS[preset]
+    arch = {"embed_dim": int(options.get("embed_dim", embed)), "depth": int(options.get("depth", depth)),
+            "heads": int(options.get("heads", heads)), "ps": PATCH, "bsize": int(options.get("bsize", 256)),
+            "out_chans": int(options.get("neck", neck))}
+    if arch["embed_dim"] % arch["heads"] or arch["bsize"] % (4 * PATCH) or arch["depth"] < 1:
+        raise CsrefinerError(f"--option {options}: embed_dim must be a multiple of heads, bsize of {4 * PATCH}, depth >= 1")
+    return arch
+
+
+def _cellpose_model(net, device, arch: dict):
+    """cellpose 4's CellposeModel around a network in hand (its __init__ insists on loading a weights file)."""
+    from cellpose.models import CellposeModel
+
+    model = CellposeModel.__new__(CellposeModel)
+    model.net, model.device, model.gpu, model.pretrained_model = net, device, device.type == "cuda", None
+    model.backbone = "sam_vitl" if is_cpsam(arch) else "sam_small"  # eval allows bsize 256 only for sam_vitl
+    return model
+
+
+def _three_channels(image: np.ndarray, stain: str) -> np.ndarray:
+    """(3, H, W) float32: the grey channel and two empty ones, as cellpose 4's training reshapes a grey image."""
+    g = grey(image, stain)
+    return np.stack([g, np.zeros_like(g), np.zeros_like(g)]).astype(np.float32)
+
+
+class CpsamSegmenter(Segmenter):
+    def __init__(self, net, device, config: dict):
+        self.config, self.net = config, net
+        self.model = _cellpose_model(net, device, config["arch"])
+
+    def predict(self, image: np.ndarray) -> np.ndarray:
+        x = _three_channels(image, self.config.get("stain", "ss"))
+        was_training = self.net.training
+        masks = self.model.eval(
+            x, channel_axis=0, batch_size=int(self.config.get("batch_size", 8)), normalize=True,
+            diameter=self.config.get("diameter"), bsize=self.config["arch"]["bsize"],
+            flow_threshold=self.config["flow_threshold"], cellprob_threshold=self.config["cellprob_threshold"],
+        )[0]
+        self.net.train(was_training)
+        return np.asarray(masks).astype(np.uint32)
+
+    def describe(self) -> dict:
+        return {k: self.config[k] for k in ("flow_threshold", "cellprob_threshold")} | {"network": self.config["network"]}
+
+
+def _inputs(samples: list, stain: str, device) -> tuple[list[np.ndarray], list[np.ndarray], np.ndarray]:
+    """Normalised (3, H, W) inputs, (3, H, W) targets (cell probability, flow y, flow x), diameters."""
+    from cellpose import dynamics, transforms, utils
+
+    xs = [transforms.normalize_img(_three_channels(s.image, stain), axis=0) for s in samples]
+    flows = dynamics.labels_to_flows([s.labels.astype(np.int64) for s in samples], device=device)
+    diams = np.array([utils.diameters(s.labels.astype(np.int32))[0] for s in samples], dtype=np.float32)
+    return [np.ascontiguousarray(x, dtype=np.float32) for x in xs], [f[1:].astype(np.float32) for f in flows], diams
+
+
+class CpsamTrainer(Trainer):
+    def __init__(self, net, device, config: dict, train: list, val: list, params: TrainParams):
+        import torch
+
+        self.net, self.device, self.config, self.params = net, device, config, params
+        self.aug = Augment()
+        self.bsize = config["arch"]["bsize"]
+        self.X, self.Y, diams = _inputs(train, params.stain, device)
+        self.config["diam_labels"] = float(np.maximum(diams, 5.0).mean())  # as train_seg records it
+        net.diam_labels.data = torch.tensor([self.config["diam_labels"]], dtype=torch.float32).to(device)
+        self.optimizer = torch.optim.AdamW(net.parameters(), lr=1e-5, weight_decay=float(config["weight_decay"]))
+        self._val = self._fixed_val(val)
+
+    def _augment(self, xs, ys, scale_range: float):
+        from cellpose.transforms import random_rotate_and_resize
+
+        return random_rotate_and_resize(xs, lbls=ys, rescale=np.ones(len(xs), np.float32), bsize=self.bsize,
+                                        scale_range=scale_range, device=self.device)[:2]
+
+    def _fixed_val(self, val: list):
+        xs, ys, _ = _inputs(val, self.params.stain, self.device)
+        state = np.random.get_state()
+        np.random.seed(42)  # one fixed crop/rotation per validation patch
+        out = self._augment(xs, ys, 0.0)
+        np.random.set_state(state)
+        return out
+
+    def train_epoch(self, order: np.ndarray, lr: float, epoch: int) -> float:
+        import torch
+        from cellpose.train import _loss_fn_seg
+
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        np.random.seed(self.params.seed * 100003 + epoch)  # cellpose's augmentation draws from np.random
+        torch.manual_seed(self.params.seed * 100003 + epoch)  # CPSAM's random layer drop
+        rng = np.random.default_rng((self.params.seed, epoch))
+        self.net.train()
+        total, n = 0.0, 0
+        for k in range(0, len(order), self.params.batch_size):
+            inds = order[k:k + self.params.batch_size]
+            imgi, lbl = self._augment([self.X[i] for i in inds], [self.Y[i] for i in inds], 0.5)
+            for j in range(len(imgi)):
+                jit = intensity(imgi[j, 0].cpu().numpy(), rng, self.aug)
+                imgi[j, 0] = torch.from_numpy(jit).to(self.device)
+            loss = _loss_fn_seg(lbl, self.net(imgi)[0], self.device)
+            self.optimizer.zero_grad()
+            loss.backward()
+            self.optimizer.step()
+            total += loss.item() * len(inds)
+            n += len(inds)
+        return total / max(n, 1)
+
+    def val_loss(self) -> float:
+        import torch
+        from cellpose.train import _loss_fn_seg
+
+        imgi, lbl = self._val
+        was_training = self.net.training
+        self.net.eval()
+        with torch.no_grad():
+            loss = _loss_fn_seg(lbl, self.net(imgi)[0], self.device).item()
+        self.net.train(was_training)
+        return float(loss)
+
+    def segmenter(self) -> Segmenter:
+        return CpsamSegmenter(self.net, self.device, self.config)
+
+    def _write_config(self, folder: Path) -> None:
+        (folder / "cpsam" / "config.json").write_text(json.dumps(self.config, indent=2) + "\n")
+
+    def save(self, folder: Path) -> None:
+        import torch
+
+        (folder / "cpsam").mkdir(parents=True, exist_ok=True)
+        torch.save(self.net.state_dict(), folder / "cpsam" / "weights.pt")
+        self._write_config(folder)
+
+    def restore(self, folder: Path) -> None:
+        self.net.load_state_dict(load_state(folder / "cpsam" / "weights.pt"), strict=True)
+
+    def finish(self, folder: Path, val: list) -> dict:
+        """Pick the cell-probability threshold on the validation patches (flow threshold stays 0.4)."""
+        from csrefiner.models.training import validation_scores
+
+        scores = {}
+        for t in (-1.0, -0.5, 0.0, 0.5, 1.0):
+            self.config["cellprob_threshold"] = t
+            scores[t] = validation_scores(self.segmenter(), val)["f1"]
+        best = max(scores, key=lambda t: (scores[t], -abs(t)))
+        self.config["cellprob_threshold"] = best
+        self._write_config(folder)
+        return {"thresholds": {"cellprob_threshold": best, "flow_threshold": self.config["flow_threshold"],
+                               "validation_f1_by_cellprob_threshold": {str(k): v for k, v in scores.items()}}}
+
+    def describe(self) -> dict:
+        return {"network": self.config["network"], **self.config["arch"], "device": str(self.device),
+                "parameters": int(sum(p.numel() for p in self.net.parameters())),
+                "augmentation": "cellpose 4 random_rotate_and_resize (any-angle rotation, flips, scale 0.75-1.25) + intensity jitter"}
+
+
+class CpsamBackend(Backend):
+    name = "cpsam"
+    requires = ("cellpose", "torch", "segment_anything")
+    extra = "cpsam"
+    default_pretrained = "cpsam_v2"
+    default_lr = (3e-4, 1e-5)  # scratch (small test networks); fine-tune: cellpose 4's train_seg default
+    known_names = BUILTIN
+
+    def check_installed(self) -> None:
+        """cellpose 4 first (the usual mistake is running in the cellpose 3 environment), then the rest."""
+        import importlib.util
+
+        cellpose4()
+        missing = [m for m in self.requires if importlib.util.find_spec(m) is None]
+        if missing:
+            raise CsrefinerError(f"backend 'cpsam' needs {', '.join(missing)}, not installed here; in the cpsam "
+                                 "environment run `pip install -c constraints-cpsam.txt -e '.[cpsam]'`")
+
+    def find_pretrained(self, spec: str) -> Pretrained:
+        path = Path(spec).expanduser()
+        if path.is_file():
+            load_state(path)
+            return Pretrained(spec, path)
+        if path.is_dir():
+            raise CsrefinerError(f"{spec}: a folder without model.json; give a csrefiner cpsam model folder or a cellpose 4 weights file")
+        if spec in CP3_NAMES:
+            raise CsrefinerError(
+                f"'{spec}' is a cellpose 3 (CPnet) model, which cellpose 4 cannot load (it would silently use cpsam "
+                f"instead); use --model cellpose --pretrained {spec}, or a Cellpose-SAM name: {', '.join(BUILTIN)}")
+        if "/" in spec or path.suffix or spec not in BUILTIN:
+            raise CsrefinerError(
+                f"{spec}: no such cellpose 4 model file or name (cellpose would fall back to downloading cpsam); "
+                f"give a cellpose 4 weights file, a csrefiner cpsam model folder, or one of {', '.join(BUILTIN)}")
+        file = model_dir() / spec
+        if file.is_file():
+            load_state(file)
+            return Pretrained(spec, file)
+        raise CsrefinerError(
+            f"Cellpose-SAM model '{spec}' is not on this machine (nothing is downloaded at run time): put the file "
+            f"'{spec}' ({MODEL_URL}/{spec}) into {file.parent} (CELLPOSE_LOCAL_MODELS_PATH), or give its path")
+
+    def local_models(self) -> list[LocalModel]:
+        folder = model_dir()
+        return [LocalModel(self.name, n, folder / n, "Cellpose-SAM (cellpose 4)") for n in BUILTIN
+                if (folder / n).is_file()]
+
+    def cache_hint(self) -> str:
+        return f"put Cellpose-SAM files (cpsam_v2 or cpsam from {MODEL_URL}/) into {model_dir()} (CELLPOSE_LOCAL_MODELS_PATH)"
+
+    def _net_and_config(self, source: Pretrained, params: TrainParams, for_training: bool):
+        from csrefiner.models.device import torch_device
+
+        device = torch_device(params.device)
+        if source.folder:
+            config = json.loads((source.path / "cpsam" / "config.json").read_text())
+            state = load_state(source.path / "cpsam" / "weights.pt")
+        elif source.scratch:
+            config, state = {"arch": scratch_arch(params.options)}, None
+        else:
+            state = load_state(source.path)
+            config = {}
+        if state is not None:
+            config["arch"] = arch_of(state)
+        config["network"] = "CPSAM (ViT-L)" if is_cpsam(config["arch"]) else "CPSAM-style ViT, csrefiner-sized (not pretrained Cellpose-SAM)"
+        config.setdefault("flow_threshold", 0.4)
+        config.setdefault("cellprob_threshold", 0.0)
+        config["stain"] = config.get("stain", params.stain) if source.folder else params.stain
+        config["weight_decay"] = float(params.options.get("weight_decay", config.get("weight_decay", 0.1)))
+        for key in ("diameter", "batch_size"):
+            if params.options.get(key):
+                config[key] = float(params.options[key]) if key == "diameter" else int(params.options[key])
+        net = build_net(config["arch"], device)
+        if state is not None:
+            try:
+                net.load_state_dict(state, strict=True)  # cellpose's own load_model is strict=False
+            except RuntimeError as exc:
+                raise CsrefinerError(f"{source.path}: weights do not fit the network {config['arch']} ({exc})") from exc
+        if not for_training and device.type == "cuda" and str(params.options.get("bfloat16", "1")) != "0":
+            net.dtype = __import__("torch").bfloat16  # cellpose 4's default on GPU; on CPU bfloat16 is ~14x slower
+        net.train(False)
+        return net, device, config
+
+    def trainer(self, base: Pretrained, params: TrainParams, train: list, val: list) -> Trainer:
+        net, device, config = self._net_and_config(base, params, for_training=True)
+        return CpsamTrainer(net, device, config, train, val, params)
+
+    def load(self, source: Pretrained, params: TrainParams) -> Segmenter:
+        net, device, config = self._net_and_config(source, params, for_training=False)
+        return CpsamSegmenter(net, device, config)
+
+
+BACKEND = CpsamBackend()

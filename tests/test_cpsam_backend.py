@@ -1,0 +1,226 @@
+"""Cellpose-SAM (`--model cpsam`, cellpose 4) in its own virtual environment.
+
+cellpose 3 (the main environment) and cellpose 4 are the same package, so the cpsam parts run in `.venv-cpsam/`
+(built once from constraints-cpsam.txt and `-e .[cpsam]`, then reused) through the real CLI. Without
+pretrained Cellpose-SAM weights and with ViT-L far too heavy for CPU training, the run uses a tiny network of
+CPSAM's architecture with random weights (`--option encoder=tiny`, 0.36M parameters): this proves the
+plumbing (cellpose 4's flows, augmentation, loss and eval behind the shared loop, the model folder, save ->
+load, segment -> evaluate, the errors), not what fine-tuning Cellpose-SAM achieves (that needs a GPU and the
+cpsam_v2 weights). If the environment cannot be built (no package index), the tests skip and say why.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+VENV = Path(os.environ.get("CSREFINER_CPSAM_VENV", REPO / ".venv-cpsam"))
+TINY = ["--option", "encoder=tiny", "--option", "bsize=128"]
+ENV = {**os.environ, "CSREFINER_QUIET": "1", "MPLBACKEND": "Agg", "PYTHONWARNINGS": "ignore"}
+
+
+def _stamp() -> str:
+    """Rebuild the venv only when what it is built from changes (pins, core and cpsam dependencies)."""
+    import tomllib
+
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    spec = [(REPO / "constraints-cpsam.txt").read_text(), project["dependencies"],
+            project["optional-dependencies"]["cpsam"]]
+    return hashlib.sha256(json.dumps(spec).encode()).hexdigest()[:16]
+
+
+def build_cpsam_venv(venv: Path, timeout: int = 1800) -> tuple[Path | None, str]:
+    """(venv, "") with torch 2.13.0 + cellpose 4 + csrefiner (editable), or (None, why not). Built once."""
+    stamp = venv / f".cpsam-{_stamp()}.ok"
+    if stamp.exists() and (venv / "bin" / "csrefiner").exists():
+        return venv, ""
+    pip = [str(venv / "bin" / "python"), "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
+           "-c", str(REPO / "constraints-cpsam.txt")]
+    steps = [
+        [sys.executable, "-m", "venv", "--clear", str(venv)],
+        pip + ["torch==2.13.0"],  # first and pinned: any other torch spec pulls GBs of CUDA wheels
+        pip + ["-e", f"{REPO}[cpsam]"],
+        [str(venv / "bin" / "python"), "-c", "from csrefiner.models.backends.cpsam import cellpose4; cellpose4()"],
+    ]
+    for cmd in steps:
+        try:
+            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=REPO)
+        except subprocess.TimeoutExpired:
+            return None, f"`{' '.join(cmd[-2:])}` timed out after {timeout} s"
+        if proc.returncode != 0:
+            tail = " | ".join((proc.stderr or proc.stdout).strip().splitlines()[-3:])
+            return None, f"`{' '.join(cmd[2:6])} ...` failed: {tail}"
+    stamp.write_text("ok\n")
+    return venv, ""
+
+
+@pytest.fixture(scope="module")
+def venv():
+    path, why = build_cpsam_venv(VENV)
+    if path is None:
+        pytest.skip(f"cannot build the cellpose 4 environment {VENV}: {why}")
+    return path
+
+
+def cp4(venv: Path, *args, check: bool = True) -> subprocess.CompletedProcess:
+    """The csrefiner CLI of the cpsam environment."""
+    proc = subprocess.run([str(venv / "bin" / "csrefiner"), *map(str, args)], capture_output=True, text=True,
+                          env=ENV, cwd=REPO)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"csrefiner {' '.join(map(str, args))} failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
+    return proc
+
+
+def cp4_python(venv: Path, code: str) -> str:
+    proc = subprocess.run([str(venv / "bin" / "python"), "-c", textwrap.dedent(code)], capture_output=True,
+                          text=True, env=ENV, cwd=REPO)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc.stdout
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    from conftest import run_cli
+
+    root = tmp_path_factory.mktemp("cpsam")
+    run_cli("synth", "--out", root / "train", "--n", 6, "--size", 128, "--style", "easy", "--seed", 1)
+    run_cli("synth", "--out", root / "val", "--n", 2, "--size", 128, "--style", "easy", "--seed", 2)
+    run_cli("synth", "--out", root / "bench", "--n", 1, "--size", 256, "--style", "easy", "--seed", 3)
+    return root
+
+
+@pytest.fixture(scope="module")
+def model(venv, data):
+    """One short fine-tune of the tiny CPSAM-architecture network from scratch (the run the tests inspect)."""
+    out = data / "m"
+    cp4(venv, "finetune", "--model", "cpsam", "--train", data / "train", "--val", data / "val", "--pretrained",
+        "scratch", "--out", out, "--epochs", 6, "--eval-every", 3, "--batch-size", 2, "--lr", 2e-3, "--seed", 0,
+        "--device", "cpu", *TINY)
+    return out
+
+
+def test_main_env_says_cpsam_needs_its_own_environment(tmp_path, data):
+    """In the cellpose 3 environment, --model cpsam stops before training with the way out."""
+    pytest.importorskip("cellpose")
+    from conftest import run_cli
+
+    proc = run_cli("finetune", "--model", "cpsam", "--train", data / "train", "--val", data / "val",
+                   "--pretrained", "scratch", "--out", tmp_path / "m", "--epochs", 1, check=False)
+    assert proc.returncode != 0 and "cellpose 4" in proc.stderr and "constraints-cpsam.txt" in proc.stderr
+    assert not (tmp_path / "m").exists()
+
+
+def test_finetune_writes_a_cpsam_model_folder(model):
+    card = json.loads((model / "model.json").read_text())
+    log = json.loads((model / "train_log.json").read_text())
+    cfg = json.loads((model / "cpsam" / "config.json").read_text())
+    assert card["backend"] == "cpsam" and card["base_model"]["name"] == "scratch"
+    assert card["architecture"]["parameters"] < 1_000_000 and card["architecture"]["depth"] == 2
+    assert "not pretrained" in card["architecture"]["network"]  # never passed off as Cellpose-SAM
+    assert cfg["arch"] == {k: card["architecture"][k] for k in cfg["arch"]}
+    epochs = log["epochs"]
+    assert len(epochs) == 6 and epochs[-1]["lr"] < epochs[2]["lr"]  # the schedule decays
+    # the network learns: validation loss (fixed patches, no augmentation) falls from the first epoch
+    assert epochs[-1]["val_loss"] < epochs[0]["val_loss"] - 0.05, [e["val_loss"] for e in epochs]
+    assert (model / "cpsam" / "weights.pt").stat().st_size > 1_000_000
+    assert card["hyperparameters"]["encoder"] == "tiny" and "cellprob_threshold" in card["thresholds"]
+
+
+def test_save_load_gives_identical_predictions(venv, model, data):
+    """The network output and masks of a model re-loaded from its folder equal those of the trainer's model."""
+    out = cp4_python(venv, f"""
+        import json, numpy as np, torch
+        from pathlib import Path
+        from csrefiner.models.backends.cpsam import BACKEND
+        from csrefiner.models.base import Pretrained, TrainParams
+        from csrefiner.models.data import read_folder
+        train, val = read_folder(Path("{data / 'train'}"))[:2], read_folder(Path("{data / 'val'}"))
+        p = TrainParams(epochs=1, batch_size=2, device="cpu", options={{"encoder": "tiny", "bsize": "128"}})
+        tr = BACKEND.trainer(Pretrained("{model}", Path("{model}"), folder=True), p, train, val)
+        tr.train_epoch(np.arange(len(train)), 1e-4, 0)  # weights now differ from the folder's
+        x = torch.from_numpy(np.stack(tr.X[:2]))
+        with torch.no_grad():
+            tr.net.eval(); raw_a = tr.net(x)[0].numpy()
+        tr.config["cellprob_threshold"] = float(np.percentile(raw_a[:, 2], 75))  # some foreground to follow
+        masks_a = [tr.segmenter().predict(s.image) for s in val]
+        tr.save(Path("{data / 'resaved'}"))
+        seg = BACKEND.load(Pretrained("re", Path("{data / 'resaved'}"), folder=True), p)
+        with torch.no_grad():
+            raw_b = seg.net(x)[0].numpy()
+        masks_b = [seg.predict(s.image) for s in val]
+        print(json.dumps({{"raw_equal": bool(np.array_equal(raw_a, raw_b)), "raw_std": float(raw_a.std()),
+                           "masks_equal": all(np.array_equal(a, b) for a, b in zip(masks_a, masks_b)),
+                           "objects": [int(m.max()) for m in masks_a], "dtype": str(masks_b[0].dtype)}}))
+    """)
+    res = json.loads(out.strip().splitlines()[-1])
+    # the network output (flows + cell probability) is bit-identical; masks are a deterministic function of
+    # it (a 6-epoch tiny network has not learned flows yet, so its masks are usually empty)
+    assert res["raw_equal"] and res["raw_std"] > 0, res
+    assert res["masks_equal"] and res["dtype"] == "uint32", res
+
+
+def test_segment_output_feeds_evaluate(venv, model, data):
+    from conftest import run_cli
+
+    pred = data / "pred"
+    cp4(venv, "segment", "--model-dir", model, "--input", data / "val", "--out", pred)
+    masks = sorted(pred.glob("*-mask.tif"))
+    assert len(masks) == 2
+    from csrefiner.io import read_labels
+
+    assert all(read_labels(m).dtype == np.uint32 for m in masks)
+    run_cli("evaluate", "--gt", data / "val", "--pred", pred, "--out", data / "ev")  # the main environment
+    summary = json.loads((data / "ev" / "summary.json").read_text())["methods"]["pred"]
+    card = json.loads((model / "model.json").read_text())["validation"]["after"]  # the re-loaded model, in-process
+    assert summary["n_images"] == 2  # every mask paired with its ground truth
+    assert [summary["micro"][k] for k in ("tp", "fp", "fn")] == [card[k] for k in ("tp", "fp", "fn")]
+    n_true = sum(np.count_nonzero(np.unique(read_labels(p))) for p in (data / "val").glob("*-mask.tif"))
+    assert summary["micro"]["n_true"] == n_true
+
+
+def test_predict_seconds_per_256_patch(venv, model, data, capsys):
+    """Benchmark: seconds per 256x256 patch on this CPU for the tiny network (from segment.json)."""
+    cp4(venv, "segment", "--model-dir", model, "--input", data / "bench", "--out", data / "bench_pred")
+    info = json.loads((data / "bench_pred" / "segment.json").read_text())
+    assert info["images"] == 1 and info["seconds"] > 0
+    with capsys.disabled():
+        print(f"\ncpsam tiny network: {info['seconds']:.2f} s per 256x256 patch (CPU, incl. mask dynamics)")
+
+
+def test_pretrained_names_and_files_are_checked_before_any_download(venv, tmp_path):
+    """No download ever: missing cpsam_v2, cellpose 3 names, typos and CP3/foreign files give clear errors."""
+    out = cp4_python(venv, f"""
+        import json, os, torch
+        os.environ["CELLPOSE_LOCAL_MODELS_PATH"] = "{tmp_path / 'models'}"
+        from csrefiner.errors import CsrefinerError
+        from csrefiner.models.backends.cpsam import BACKEND
+        torch.save({{"output.2.weight": torch.zeros(3, 32, 1, 1), "downsample.down.res_down_0.proj.1.weight": torch.zeros(1)}}, "{tmp_path / 'cp3.pt'}")
+        torch.save({{"foo": torch.zeros(1)}}, "{tmp_path / 'foreign.pt'}")
+        (open("{tmp_path / 'broken.pt'}", "w")).write("not a model")
+        msgs = {{}}
+        for spec in ("cpsam_v2", "cyto3", "nuclei", "cpsam_v3", "{tmp_path / 'typo.pt'}", "{tmp_path / 'cp3.pt'}",
+                     "{tmp_path / 'foreign.pt'}", "{tmp_path / 'broken.pt'}"):
+            try:
+                BACKEND.resolve(spec); msgs[spec] = "no error"
+            except CsrefinerError as exc:
+                msgs[spec] = str(exc)
+        print(json.dumps(msgs))
+    """)
+    msgs = json.loads(out.strip().splitlines()[-1])
+    missing = msgs["cpsam_v2"]
+    assert "'cpsam_v2'" in missing and str(tmp_path / "models") in missing and "huggingface.co" in missing
+    assert "cellpose 3" in msgs["cyto3"] and "--model cellpose" in msgs["cyto3"] and "cellpose 3" in msgs["nuclei"]
+    assert "no such" in msgs["cpsam_v3"] and "no such" in msgs[str(tmp_path / "typo.pt")]
+    assert "cellpose 3 (CPnet)" in msgs[str(tmp_path / "cp3.pt")]
+    assert "not a cellpose model" in msgs[str(tmp_path / "foreign.pt")]
+    assert "not a readable" in msgs[str(tmp_path / "broken.pt")]
+    assert not (tmp_path / "models").exists() or not any((tmp_path / "models").iterdir())  # nothing fetched

@@ -26,6 +26,33 @@ def run_cli(*args, check: bool = True) -> subprocess.CompletedProcess:
     return proc
 
 
+def write_patches(folder: Path, style, n: int, seed: int, size: int = 128, name: str = "p") -> Path:
+    """n generated annotated patches, CSRefiner-named (`<name>-x0_y.._w.._h..-img.tif` / `-mask.tif`)."""
+    from csrefiner.io import patch_name, write_image, write_labels
+    from csrefiner.synth import nuclei_image
+
+    folder.mkdir(parents=True, exist_ok=True)
+    for i in range(n):
+        img, lbl = nuclei_image((size, size), style, seed + i)
+        key = patch_name(name, 0, i * size, size, size)
+        write_image(folder / f"{key}-img.tif", img)
+        write_labels(folder / f"{key}-mask.tif", lbl)
+    return folder
+
+
+def pooled_f1(pred_dir: Path, gt_dir: Path) -> float:
+    """F1 at IoU 0.5 pooled over every `-mask.tif` of gt_dir, paired by file name with pred_dir."""
+    from csrefiner.io import read_labels
+    from csrefiner.metrics.matching import match_counts
+    from csrefiner.metrics.overlap import label_overlap
+
+    total = None
+    for gt in sorted(gt_dir.glob("*-mask.tif")):
+        c = match_counts(label_overlap(read_labels(gt), read_labels(pred_dir / gt.name)), 0.5)
+        total = c if total is None else total + c
+    return total.scores()["f1"]
+
+
 @pytest.fixture
 def cli():
     return run_cli

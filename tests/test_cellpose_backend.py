@@ -8,42 +8,21 @@ Every expectation is computed independently of the training code: held-out gener
 from __future__ import annotations
 
 import json
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
 
 pytest.importorskip("cellpose")
 
-from csrefiner.errors import CsrefinerError
-from csrefiner.io import patch_name, read_labels, write_image, write_labels
-from csrefiner.metrics.matching import MatchCounts, match_counts, matching
-from csrefiner.metrics.overlap import label_overlap
+from csrefiner.io import read_labels, write_image, write_labels
+from csrefiner.metrics.matching import matching
 from csrefiner.models import get_backend
 from csrefiner.models.base import Pretrained, TrainParams
 from csrefiner.models.data import read_folder
 from csrefiner.synth import EASY, HARD, nuclei_image
+from conftest import pooled_f1, write_patches
 
 SMALL_NET = "nbase=2,16,32,64,256"  # 1.2M parameters: trains on 2 CPU cores in about a minute
-
-
-def write_patches(folder: Path, style, n: int, seed: int, size: int = 128, name: str = "p") -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
-    for i in range(n):
-        img, lbl = nuclei_image((size, size), style, seed + i)
-        key = patch_name(name, 0, i * size, size, size)
-        write_image(folder / f"{key}-img.tif", img)
-        write_labels(folder / f"{key}-mask.tif", lbl)
-    return folder
-
-
-def pooled_f1(pred_dir: Path, gt_dir: Path) -> float:
-    total: MatchCounts | None = None
-    for gt in sorted(gt_dir.glob("*-mask.tif")):
-        c = match_counts(label_overlap(read_labels(gt), read_labels(pred_dir / gt.name)), 0.5)
-        total = c if total is None else total + c
-    return total.scores()["f1"]
 
 
 @pytest.fixture(scope="module")

@@ -149,7 +149,7 @@ def test_test_profile_flow(tmp_path):
 
     # --- SEGMENT_SLIDE: tile, one task per batch of tiles, regroup, stitch
     slide = {"id": "slideA"}
-    slide_model = models[0]
+    slide_model = next(m for m in models if m["id"] == P["slide_model"]) if P.get("slide_model") else models[0]
     mask = None
     if flow.ready("TILE", "tile"):
         tiled = flow.task("TILE", "tile", slide, {"image": slide_image.name}, {"": [slide_image]})

@@ -18,13 +18,13 @@ import pytest
 pytest.importorskip("stardist")
 
 from csrefiner.errors import CsrefinerError
-from csrefiner.io import patch_name, read_labels, write_image, write_labels
-from csrefiner.metrics.matching import MatchCounts, match_counts, matching
-from csrefiner.metrics.overlap import label_overlap
+from csrefiner.io import read_labels
+from csrefiner.metrics.matching import matching
 from csrefiner.models import get_backend
 from csrefiner.models.base import Pretrained, TrainParams
 from csrefiner.models.data import read_folder
-from csrefiner.synth import EASY, HARD, nuclei_image
+from csrefiner.synth import EASY, HARD
+from conftest import pooled_f1, write_patches as _write_patches
 
 SIZE = 96
 CROPS = ("--option", "patch_size=64", "--option", "repeats=8")  # 8 random 64 px crops per patch and epoch
@@ -33,21 +33,7 @@ SMALL_OPTIONS = {"n_rays": "16", "unet_n_filter_base": "16", "patch_size": "64",
 
 
 def write_patches(folder: Path, style, n: int, seed: int, size: int = SIZE) -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
-    for i in range(n):
-        img, lbl = nuclei_image((size, size), style, seed + i)
-        key = patch_name("p", 0, i * size, size, size)
-        write_image(folder / f"{key}-img.tif", img)
-        write_labels(folder / f"{key}-mask.tif", lbl)
-    return folder
-
-
-def pooled_f1(pred_dir: Path, gt_dir: Path) -> float:
-    total: MatchCounts | None = None
-    for gt in sorted(gt_dir.glob("*-mask.tif")):
-        c = match_counts(label_overlap(read_labels(gt), read_labels(pred_dir / gt.name)), 0.5)
-        total = c if total is None else total + c
-    return total.scores()["f1"]
+    return _write_patches(folder, style, n, seed, size)
 
 
 @pytest.fixture(scope="module")

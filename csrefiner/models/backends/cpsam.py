@@ -19,6 +19,8 @@ weights, `--pretrained scratch --option encoder=tiny|vit_b` (or depth=/embed_dim
 same architecture - SAM's `ImageEncoderViT`, CPSAM's token size, global attention and read-out, CPSAM's
 `forward` - with fewer/narrower blocks and random weights. Such a network is NOT Cellpose-SAM: it has none of
 its pretraining; it only exercises the pipeline. `encoder=vit_l` from scratch is the real CPSAM, untrained.
+`--option repeats=N` takes N random crops per patch per epoch (more steps on few patches) and `--option
+rdrop=0` turns off CPSAM's layer drop (0.4; kept in config.json, so fine-tunes of such a model inherit it).
 
 Model folder: `cpsam/weights.pt` (a cellpose 4 state dict; for the ViT-L network cellpose itself loads it:
 `CellposeModel(pretrained_model="cpsam/weights.pt")`) and `cpsam/config.json` (architecture, thresholds).
@@ -230,6 +232,8 @@ class CpsamTrainer(Trainer):
         self.net, self.device, self.config, self.params = net, device, config, params
         self.aug = Augment()
         self.bsize = config["arch"]["bsize"]
+        # random crops per patch per epoch: a 128 px tile of a larger patch is a fresh view each time
+        self.repeats = max(1, int(params.options.get("repeats", 1)))
         self.X, self.Y, diams = _inputs(train, params.stain, device)
         self.config["diam_labels"] = float(np.maximum(diams, 5.0).mean())  # as train_seg records it
         net.diam_labels.data = torch.tensor([self.config["diam_labels"]], dtype=torch.float32).to(device)
@@ -261,6 +265,7 @@ class CpsamTrainer(Trainer):
         rng = np.random.default_rng((self.params.seed, epoch))
         self.net.train()
         total, n = 0.0, 0
+        order = np.tile(order, self.repeats)
         for k in range(0, len(order), self.params.batch_size):
             inds = order[k:k + self.params.batch_size]
             imgi, lbl = self._augment([self.X[i] for i in inds], [self.Y[i] for i in inds], 0.5)
@@ -394,7 +399,12 @@ class CpsamBackend(Backend):
         for key in ("diameter", "batch_size"):
             if params.options.get(key):
                 config[key] = float(params.options[key]) if key == "diameter" else int(params.options[key])
+        if state is None:
+            __import__("torch").manual_seed(params.seed)  # a reproducible random initialisation
         net = build_net(config["arch"], device)
+        rdrop = params.options.get("rdrop", config.get("rdrop"))  # CPSAM's layer drop (0.4); kept by fine-tunes
+        if rdrop is not None:  # a 2-block network learns faster without it
+            net.rdrop = config["rdrop"] = float(rdrop)
         if state is not None:
             try:
                 net.load_state_dict(state, strict=True)  # cellpose's own load_model is strict=False

@@ -4,11 +4,13 @@
  * stitch the tiles into one uint32 instance mask and build Stereo-seq cell-bin matrices.
  *
  *   nextflow run . -profile docker --input samplesheet.csv --outdir results [--models cellpose:cyto3,stardist]
- *   nextflow run . -profile test,docker --outdir results       (generated data, nothing downloaded)
+ *   nextflow run . -profile test,docker --outdir results          (the demo on its generated slide: outdir/demo/report.html)
+ *   nextflow run . -profile test_models,docker --outdir results   (the samplesheet workflow on generated data)
  */
 include { validateParameters; paramsSummaryLog; samplesheetToList } from 'plugin/nf-schema'
 include { SYNTH_TEST_DATA } from './subworkflows/local/synth_test_data'
 include { CSREFINER } from './workflows/csrefiner'
+include { DEMO } from './workflows/demo'
 include { parseModels } from './subworkflows/local/utils_csrefiner'
 
 workflow {
@@ -18,37 +20,42 @@ workflow {
     log.info(paramsSummaryLog(workflow))
 
     def models = parseModels(params.models)
-    def slideModel = params.slide_model ?: models[0].id
-    if (!(slideModel in models.collect { m -> m.id })) {
-        error("--slide_model ${slideModel} is not one of --models ${params.models}")
-    }
-
-    if (params.synth_test) {
-        SYNTH_TEST_DATA(params.synth_patches, params.synth_patch_size, params.synth_slide_size, params.synth_style)
-        ch_samples = SYNTH_TEST_DATA.out.samples
-        ch_versions = SYNTH_TEST_DATA.out.versions
-    }
-    else {
-        if (!params.input) {
-            error("--input is missing: give a samplesheet CSV (sample,image,matrix,patches), or use -profile test")
-        }
-        ch_samples = channel.fromList(samplesheetToList(params.input, "${projectDir}/assets/schema_input.json"))
-        ch_versions = channel.empty()
-    }
-
     ch_model_cache = params.model_cache ? file(params.model_cache, checkIfExists: true) : []
 
-    def opts = [
-        skip_finetune: params.skip_finetune,
-        val_every: params.val_every,
-        tiles_per_task: params.tiles_per_task,
-        suggest_top: params.suggest_top,
-    ]
-    CSREFINER(ch_samples, models, slideModel, ch_model_cache, opts)
+    if (params.demo) {
+        // the demo on its generated slide; it picks the best fine-tuned model for the slide (no --slide_model)
+        DEMO(models, ch_model_cache, params.tiles_per_task)
+        ch_versions = DEMO.out.versions
+    }
+    else {
+        def slideModel = params.slide_model ?: models[0].id
+        if (!(slideModel in models.collect { m -> m.id })) {
+            error("--slide_model ${slideModel} is not one of --models ${params.models}")
+        }
+        if (params.synth_test) {
+            SYNTH_TEST_DATA(params.synth_patches, params.synth_patch_size, params.synth_slide_size, params.synth_style)
+            ch_samples = SYNTH_TEST_DATA.out.samples
+            ch_data_versions = SYNTH_TEST_DATA.out.versions
+        }
+        else {
+            if (!params.input) {
+                error("--input is missing: give a samplesheet CSV (sample,image,matrix,patches), or use -profile test (the demo) or test_models")
+            }
+            ch_samples = channel.fromList(samplesheetToList(params.input, "${projectDir}/assets/schema_input.json"))
+            ch_data_versions = channel.empty()
+        }
+        def opts = [
+            skip_finetune: params.skip_finetune,
+            val_every: params.val_every,
+            tiles_per_task: params.tiles_per_task,
+            suggest_top: params.suggest_top,
+        ]
+        CSREFINER(ch_samples, models, slideModel, ch_model_cache, opts)
+        ch_versions = ch_data_versions.mix(CSREFINER.out.versions)
+    }
 
     // one entry per process: every task of a process writes the same versions.yml text
     ch_versions
-        .mix(CSREFINER.out.versions)
         .map { f -> f.text }
         .unique()
         .collectFile(name: 'software_versions.yml', storeDir: "${params.outdir}/pipeline_info", sort: true, newLine: false)

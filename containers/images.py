@@ -15,7 +15,7 @@ _LINE = re.compile(r"^\s*container_(\w+)\s*=\s*'([^']+)'", re.M)
 
 # What each image must run (csrefiner subcommands), checked by the docker tier.
 STEPS = {
-    "base": ["synth", "tile", "crop", "stitch", "evaluate", "consensus", "suggest", "cgef"],
+    "base": ["synth", "tile", "crop", "stitch", "evaluate", "consensus", "suggest", "cgef", "segment", "demo"],
     "cellpose": ["synth", "finetune", "segment"],
     "cellvit": ["synth", "finetune", "segment"],
     "cpsam": ["synth", "finetune", "segment"],

@@ -163,22 +163,33 @@ def read_params(*configs: Path) -> dict:
     return params
 
 
-def pipeline_params(profile_test: bool = False) -> dict:
+def pipeline_params(profile: str | None = None) -> dict:
+    """params of nextflow.config, with a profile's config (conf/<profile>.config) on top."""
     files = [REPO / "nextflow.config", REPO / "conf" / "containers.config"]
-    if profile_test:
-        files.append(REPO / "conf" / "test.config")
+    if profile:
+        files.append(REPO / "conf" / f"{profile}.config")
     return read_params(*files)
+
+
+def _ext_settings(config: Path, setting: str) -> dict[str, str]:
+    """withName selector -> the first group of regex `setting` inside its block."""
+    text = _strip_comments(config.read_text())
+    out = {}
+    for m in re.finditer(r"withName:\s*'([^']+)'\s*\{(.*?)\n\s*\}", text, re.S):
+        a = re.search(setting, m.group(2))
+        if a:
+            out[m.group(1)] = a.group(1)
+    return out
 
 
 def ext_args(config: Path = REPO / "conf" / "modules.config") -> dict[str, str]:
     """withName selector -> the ext.args GString template (closure body) set for it."""
-    text = _strip_comments(config.read_text())
-    out = {}
-    for m in re.finditer(r"withName:\s*'([^']+)'\s*\{(.*?)\n\s*\}", text, re.S):
-        a = re.search(r'ext\.args\s*=\s*\{\s*"([^"]*)"\s*\}', m.group(2))
-        if a:
-            out[m.group(1)] = a.group(1)
-    return out
+    return _ext_settings(config, r'ext\.args\s*=\s*\{\s*"([^"]*)"\s*\}')
+
+
+def ext_prefixes(config: Path = REPO / "conf" / "modules.config") -> dict[str, str]:
+    """withName selector -> a fixed ext.prefix set for it."""
+    return _ext_settings(config, r"ext\.prefix\s*=\s*'([^']*)'")
 
 
 def aliases(root: Path = REPO) -> dict[str, str]:

@@ -91,6 +91,19 @@ def test_base_image_real_steps(data):
     assert (data / "eval" / "boxplot_f1.png").stat().st_size > 1000  # matplotlib wrote to a writable cache
 
 
+def test_base_image_runs_the_demo_data_and_watershed(data):
+    """The pipeline's DEMO_DATA and the watershed opinion (SEGMENT with backend watershed) use the base image."""
+    image = IMAGES["base"]
+    docker_run(image, "csrefiner", "demo", "data", "--quick", "--out", "demo", data=data)
+    spec = json.loads((data / "demo" / "demo.json").read_text())
+    assert spec["config"]["quick"] and "baseline" in spec["options"]
+    docker_run(image, "csrefiner", "segment", "--model", "watershed", "--input", "demo/heldout_hard", "--out", "ws",
+               data=data)
+    docker_run(image, "csrefiner", "evaluate", "--gt", "demo/heldout_hard", "--pred", "ws", "--out", "ws_eval", data=data)
+    (method,) = json.loads((data / "ws_eval" / "summary.json").read_text())["methods"].values()
+    assert method["n_images"] == spec["data"]["heldout_hard_patches"] and method["macro"]["f1"] > 0
+
+
 # Per image, every backend it serves: a tiny network trained from scratch for one epoch, then used to segment
 # (no weights to download). Options keep the networks small enough for a CPU smoke test.
 MODEL_BACKENDS = {

@@ -1,4 +1,4 @@
-"""`csrefiner demo --quick` end to end: the fine-tuned model beats its baseline on held-out hard patches, every
+"""`csrefiner demo run --quick` end to end: the fine-tuned model beats its baseline on held-out hard patches, every
 artefact exists and opens, and the HTML report shows exactly the numbers of summary.json.
 
 One reduced run (module fixture, through the real CLI) serves every test; ~3-4 min on an idle 2-core CPU.
@@ -26,7 +26,8 @@ def demo(tmp_path_factory):
     from conftest import run_cli
 
     out = tmp_path_factory.mktemp("demo") / "run"
-    proc = run_cli("demo", "--quick", "--out", out, "--seed", "0", "--models", "cellpose,no_such_backend")
+    proc = run_cli("demo", "run", "--quick", "--out", out, "--seed", "0", "--models", "cellpose,no_such_backend",
+                   "--pretrained", "scratch")
     summary = json.loads((out / "summary.json").read_text())
     return out, summary, proc.stdout
 
@@ -101,23 +102,24 @@ def test_every_artefact_exists_and_opens(demo):
     from PIL import Image
 
     out, summary, _ = demo
-    for rel in ("report.html", "summary.json", "evaluation/heldout_hard/paired_tests.csv",
+    for rel in ("report.html", "summary.json", "evaluation/heldout_hard/paired_tests.csv", "data/demo.json",
                 "models/cellpose-baseline/model.json", "models/cellpose-finetuned/model.json",
-                "models/cellpose-finetuned/train_log.json", "suggest/ranking.csv", "data/slide.gem.gz"):
+                "models/cellpose-finetuned/train_log.json", "suggest/ranking.csv", "data/slide.gem.gz",
+                "annotated/annotate.json", "wsi/slide-stitch.json", "wsi/slide-preview.png"):
         assert (out / rel).is_file(), rel
     pngs = sorted((out / "figures").glob("*.png"))
     assert len(pngs) >= 8  # overlays, slide, labels, 2 loss curves, box plots
     for png in pngs:
         with Image.open(png) as im:
             im.verify()
-    with tifffile.TiffFile(out / "wsi" / "slide-mask.ome.tif") as tif:
+    with tifffile.TiffFile(out / "wsi" / "slide-mask.tif") as tif:
         mask = tif.series[0].asarray()
     assert mask.dtype == np.uint32 and mask.shape == tuple(summary["data"]["slide_shape"][:2])
     assert int(mask.max()) == summary["slide"]["objects"] > 0
-    with h5py.File(out / "stereo" / "demo.cellbin.gef", "r") as gef:
+    with h5py.File(out / "stereo" / "slide.cellbin.gef", "r") as gef:
         assert "cellBin" in gef
         assert gef["cellBin"]["cell"].shape[0] == summary["stereo"]["cells"]
-    adata = anndata.read_h5ad(out / "stereo" / "demo.h5ad")
+    adata = anndata.read_h5ad(out / "stereo" / "slide.h5ad")
     assert adata.n_obs == summary["stereo"]["cells"] and adata.n_vars == summary["stereo"]["genes"]
     # the stitched whole-slide result is as good on the held-out rows as patch-wise evaluation says
     assert summary["slide"]["f1_by_region"]["hard block, held-out rows"] > summary["gain"]["cellpose"]["f1_before"]
@@ -141,5 +143,71 @@ def test_report_is_self_contained_and_matches_the_json(demo):
     wrong = {k: (v, lookup(summary, k)) for k, v in page.values.items() if not shown_as(lookup(summary, k), v)}
     assert not wrong
     for key in ("gain/cellpose/f1_before", "gain/cellpose/f1_after", "gain/cellpose/f1_gain",
-                "hard/methods/cellpose fine-tuned/macro/recall", "comparisons/hard/cellpose/f1/p_value"):
+                "hard/methods/cellpose-finetuned/macro/recall", "comparisons/hard/cellpose/f1/p_value"):
         assert key in page.values
+
+
+def test_report_is_rebuilt_from_the_run_folder_alone(demo, tmp_path):
+    """`demo report` reads only files (as the pipeline's DEMO_REPORT does): a copy of the run without the
+    report, its figures and run.json gives the same numbers."""
+    import shutil
+
+    from conftest import run_cli
+
+    out, summary, _ = demo
+    copy = tmp_path / "copy"
+    shutil.copytree(out, copy, symlinks=True)
+    for rel in ("report.html", "summary.json", "run.json"):
+        (copy / rel).unlink()
+    shutil.rmtree(copy / "figures")
+    run_cli("demo", "report", "--run", copy)
+    again = json.loads((copy / "summary.json").read_text())
+    for key in ("gain", "hard", "comparisons", "suggest", "slide", "stereo", "data", "config", "options"):
+        assert again[key] == summary[key], key
+    assert again["runner"].startswith("nextflow") and again["timings"] == []
+    assert "pipeline_info" in (copy / "report.html").read_text()
+
+
+def test_every_step_ran_with_demo_json_options(demo):
+    """The options the pipeline reads from data/demo.json are the ones the run used (model cards, tiles)."""
+    out, summary, _ = demo
+    spec = json.loads((out / "data" / "demo.json").read_text())
+    cfg = spec["config"]
+    assert spec["options"] == summary["options"]
+    for stage, epochs in (("baseline", cfg["baseline_epochs"]), ("finetuned", cfg["epochs"])):
+        hyper = json.loads((out / "models" / f"cellpose-{stage}" / "model.json").read_text())["hyperparameters"]
+        assert (hyper["epochs"], hyper["batch_size"]) == (epochs, cfg["batch_size"]), stage
+    stitch = json.loads((out / "wsi" / "slide-stitch.json").read_text())
+    n = -(-cfg["slide_shape"][0] // cfg["tile"])  # tiles per side (square slide, overlap inside the tile)
+    assert stitch["tiles"] == n * n == summary["slide"]["tiles"]
+    annotated = json.loads((out / "annotated" / "annotate.json").read_text())
+    assert annotated["selected"] == cfg["patches"] == len(list((out / "annotated").glob("*-mask.tif")))
+
+
+def test_demo_data_is_reproducible_and_annotate_checks_its_input(tmp_path):
+    from conftest import run_cli
+
+    a, b = tmp_path / "a", tmp_path / "b"
+    run_cli("demo", "data", "--quick", "--out", a, "--seed", "3")
+    run_cli("demo", "data", "--quick", "--out", b, "--seed", "3")
+    files = sorted(p.relative_to(a) for p in a.rglob("*") if p.is_file())
+    assert files and files == sorted(p.relative_to(b) for p in b.rglob("*") if p.is_file())
+    assert all((a / f).read_bytes() == (b / f).read_bytes() for f in files)
+    again = run_cli("demo", "data", "--quick", "--out", a, check=False)
+    assert again.returncode != 0 and "--force" in again.stderr
+    bad = run_cli("demo", "annotate", "--suggested", tmp_path / "nope", "--data", a, "--out", tmp_path / "ann",
+                  check=False)
+    assert bad.returncode != 0 and "summary.json" in bad.stderr and not (tmp_path / "ann").exists()
+
+
+def test_baseline_is_a_cached_pretrained_model_when_there_is_one(tmp_path, monkeypatch):
+    """--pretrained unset: the backend's default model if the local cache has it (nothing downloaded)."""
+    from csrefiner.demo.flow import cached_default, pretrained_for
+
+    monkeypatch.setenv("CELLPOSE_LOCAL_MODELS_PATH", str(tmp_path))
+    assert cached_default("cellpose") is None  # empty cache: the demo trains its baseline
+    (tmp_path / "cyto3").write_bytes(b"")  # where cellpose itself would have put it
+    assert cached_default("cellpose") == "cyto3"
+    assert pretrained_for(None, "cellpose") is None
+    assert pretrained_for("cellpose:cyto3,stardist:scratch", "stardist") == "scratch"
+    assert pretrained_for("nuclei", "cellpose") == "nuclei"

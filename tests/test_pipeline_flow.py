@@ -1,7 +1,8 @@
-"""The test profile's whole flow without Nextflow: the modules' own script blocks, rendered with the test
-profile's params and ext.args, run with bash in task folders, in the workflow's order, on the same generated
-data; every declared output must appear. See workflows/csrefiner.nf and subworkflows/local/ for the wiring
-mirrored here (train/val split, tile batches, regrouping per slide, consensus inputs).
+"""The test profiles' whole flows without Nextflow: the modules' own script blocks, rendered with the profile's
+params and ext.args, run with bash in task folders, in the workflow's order, on the same generated data; every
+declared output must appear. -profile test is the demo (workflows/demo.nf), -profile test_models the samplesheet
+workflow (workflows/csrefiner.nf and subworkflows/local/); the wiring mirrored here: train/val split, tile
+batches, regrouping per slide, consensus inputs, the demo's options from data/demo.json and its report layout.
 
 Steps whose `csrefiner` command is not in the app yet are skipped with a warning naming them, together with
 everything downstream; CSREFINER_FLOW_STRICT=1 (or STRICT below) turns a skip into a failure.
@@ -21,12 +22,12 @@ import typer.main
 
 from csrefiner.cli import app
 from csrefiner.io import read_image, read_labels
-from nf_modules import REPO, ext_args, load_modules, pipeline_params, render, run_task, stage, task_context
+from nf_modules import REPO, ext_args, ext_prefixes, load_modules, pipeline_params, render, run_task, stage, task_context
 
 STRICT = os.environ.get("CSREFINER_FLOW_STRICT", "0") == "1"
 MODULES = load_modules()
-PARAMS = pipeline_params(profile_test=True)
 EXT = ext_args()
+PREFIX = ext_prefixes()
 APP_STEPS = set(typer.main.get_command(app).commands)
 ENV = {
     "PATH": os.pathsep.join([os.path.dirname(sys.executable), str(REPO / "bin"), os.environ.get("PATH", "")]),
@@ -59,8 +60,8 @@ def split_patches(folder: Path, every: int) -> tuple[list[Path], list[Path]]:
 
 
 class Flow:
-    def __init__(self, work: Path):
-        self.work = work
+    def __init__(self, work: Path, params: dict):
+        self.work, self.params = work, params
         self.skipped: list[str] = []
         self.ran: list[str] = []
 
@@ -78,12 +79,14 @@ class Flow:
              selector: str | None = None) -> dict:
         """Stage inputs ({into-folder or '': files}), render ext.args and the script, run, return outputs."""
         module = MODULES[step]
-        workdir = self.work / f"{process}.{meta['id']}"
+        workdir = self.work / f"{process}.{meta['id']}.{len(self.ran)}"
         for into, files in staged.items():
             stage(workdir, files, into or None)
         ext = {}
         if (selector or process) in EXT:
-            ext["args"] = render(EXT[selector or process], {"params": PARAMS, "meta": meta}).strip()
+            ext["args"] = render(EXT[selector or process], {"params": self.params, "meta": meta}).strip()
+        if (selector or process) in PREFIX:
+            ext["prefix"] = PREFIX[selector or process]
         ctx = task_context(module, meta, inputs, ext=ext, defs=defs)
         outputs = run_task(module, ctx, workdir, env=ENV)
         self.ran.append(f"{process}:{meta['id']}")
@@ -91,18 +94,19 @@ class Flow:
 
 
 def segment(flow: Flow, process: str, meta: dict, model_dir: Path | None, images: list[Path]) -> dict:
-    model_arg = f"--model-dir {model_dir.name}" if model_dir else f"--model {meta['backend']}:{meta['model_name']}"
+    staged = f"model/{model_dir.name}" if model_dir else ""  # stageAs 'model/*': never clashes with the output
+    model_arg = f"--model-dir {staged}" if model_dir else f"--model {meta['backend']}:{meta['model_name']}"
     return flow.task(
         process, "segment", meta,
-        {"model": model_dir.name if model_dir else "", "images": "input", "model_cache": ""},
-        {"": [model_dir] if model_dir else [], "input": images},
+        {"model": staged, "images": "input", "model_cache": ""},
+        {"model": [model_dir] if model_dir else [], "input": images},
         defs={"model_arg": model_arg, "device": "cpu", "cache_dir": ""},
     )
 
 
-def test_test_profile_flow(tmp_path):
-    flow = Flow(tmp_path)
-    P = PARAMS
+def test_models_profile_flow(tmp_path):
+    P = pipeline_params("test_models")
+    flow = Flow(tmp_path, P)
     assert P["synth_test"] is True
 
     # --- SYNTH_TEST_DATA: patches, slide, GEM (and the same inputs give the same bytes: -resume relies on it)
@@ -130,7 +134,7 @@ def test_test_profile_flow(tmp_path):
             out = flow.task("FINETUNE", "finetune", m,
                             {"train": "train", "val": "val", "base_model": "", "model_cache": ""},
                             {"train": train, "val": val},
-                            defs={"pretrained": m["pretrained"], "device": "cpu", "cache_dir": ""})
+                            defs={"pretrained": m["pretrained"], "device": "cpu", "cache_dir": "", "val_arg": "--val val"})
             tuned[m["id"]] = out["model"][0]
             assert (tuned[m["id"]] / "model.json").is_file()
     preds = []
@@ -200,9 +204,125 @@ def test_test_profile_flow(tmp_path):
                             {"": dirs, "images": crops}, defs={"pred_args": pred_args})
             assert len(list(out["dir"][0].rglob("*-img.tif"))) <= P["suggest_top"]
 
+    report_skips(flow)
+
+
+def report_skips(flow: Flow) -> None:
     if flow.skipped:
         message = "test-profile flow ran " + ", ".join(flow.ran) + "; SKIPPED: " + "; ".join(flow.skipped)
         if STRICT:
             pytest.fail(message)
         warnings.warn(message)
         print(message)
+
+
+def demo_args(spec: dict, step: str, backend: str) -> str:
+    """utils_csrefiner demoArgs."""
+    return " ".join([spec["options"][step], spec["backend_options"][step].get(backend, "")]).strip()
+
+
+def finetune_task(flow: Flow, process: str, meta: dict, train: list[Path], val: list[Path], base: Path | None) -> Path:
+    out = flow.task(process, "finetune", meta,
+                    {"train": "train", "val": "val" if val else "", "base_model": base.name if base else "",
+                     "model_cache": ""},
+                    {"train": train, "val": val, "": [base] if base else []},
+                    defs={"pretrained": base.name if base else meta["pretrained"], "device": "cpu", "cache_dir": "",
+                          "val_arg": "--val val" if val else ""})
+    return out["model"][0]
+
+
+def test_demo_profile_flow(tmp_path):
+    """-profile test (workflows/demo.nf): the demo's steps as tasks, ending in the same report.html."""
+    from csrefiner.demo.summary import best_model
+
+    P = pipeline_params("test")
+    flow = Flow(tmp_path, P)
+    assert P["demo"] is True
+    models = parse_models(P["models"])
+    assert all(m["pretrained"] == "scratch" for m in models)
+
+    # DEMO_DATA, and each step's options from its demo.json (meta.args)
+    data = flow.task("DEMO_DATA", "demo_data", {"id": "demo"}, {}, {})
+    spec = json.loads(data["spec"][0].read_text())
+    assert spec["config"]["quick"] and spec["config"]["tile"] == P["tile_size"]
+
+    # baselines on the easy block
+    base = {}
+    for m in models:
+        meta = {**m, "id": f"{m['id']}-baseline", "model": m, "args": demo_args(spec, "baseline", m["backend"])}
+        base[m["id"]] = finetune_task(flow, "FINETUNE_BASELINE", meta, data["easy_train"], data["easy_val"], None)
+    baselines = [({**m, "id": f"{m['id']}-baseline"}, base[m["id"]]) for m in models]
+    watershed = ({"id": "watershed", "backend": "watershed", "model_name": "default"}, None)
+
+    # suggest on the pool, the simulated annotator
+    pool = flow.task("TILE_POOL", "tile", {"id": "demo", "args": spec["options"]["pool_tile"]},
+                     {"image": data["pool"][0].name}, {"": data["pool"]})
+    pool_preds = sorted((segment(flow, "SEGMENT_POOL", meta, model, pool["tiles"])["dir"][0]
+                         for meta, model in baselines + [watershed]), key=lambda d: d.name)
+    suggested = flow.task("SUGGEST_POOL", "suggest", {"id": "pool", "args": spec["options"]["suggest"]},
+                          {"preds": [d.name for d in pool_preds], "images": "images", "top": spec["config"]["patches"]},
+                          {"": pool_preds, "images": pool["tiles"]},
+                          defs={"pred_args": " ".join(f"--pred {d.name}" for d in pool_preds)})["dir"][0]
+    assert suggested.name == "suggest"
+    annotated = flow.task("DEMO_ANNOTATE", "demo_annotate", {"id": "pool"},
+                          {"suggested": suggested.name, "data": "data"}, {"": [suggested, data["data"][0]]})
+    assert len(annotated["patches"]) == 2 * spec["config"]["patches"]
+
+    # fine-tune from each baseline (finetune holds out its own share: no val staged)
+    tuned = {}
+    for m in models:
+        meta = {**m, "id": f"{m['id']}-finetuned", "model": m, "pretrained": "base_model",
+                "args": demo_args(spec, "finetune", m["backend"])}
+        tuned[m["id"]] = finetune_task(flow, "FINETUNE_ANNOTATED", meta, annotated["patches"], [], base[m["id"]])
+    finetuned = [({**m, "id": f"{m['id']}-finetuned"}, tuned[m["id"]]) for m in models]
+
+    # before / after on each patch set
+    sets = {"heldout_hard": (data["heldout_images"], data["heldout_masks"])}
+    if data.get("real_images"):
+        sets["real"] = (data["real_images"], data["real_masks"])
+    evaluations, preds_by_set = [], {}
+    for name, (images, masks) in sets.items():
+        preds = sorted((segment(flow, "SEGMENT_EVAL", {**meta, "set": name}, model, images)["dir"][0]
+                        for meta, model in baselines + finetuned + [watershed]), key=lambda d: d.name)
+        assert len(preds) == 2 * len(models) + 1
+        preds_by_set[name] = preds
+        evaluations.append(flow.task("EVALUATE", "evaluate", {"id": name}, {"gt": "gt", "preds": [p.name for p in preds]},
+                                     {"gt": masks, "": preds},
+                                     defs={"pred_args": " ".join(f"--pred {p.name} --name {p.name}" for p in preds)}))
+    hard = json.loads(evaluations[0]["summary"][0].read_text())
+    best = best_model(hard, [m["id"] for m in models])
+    slide_model = next((meta, model) for meta, model in finetuned if meta["id"] == f"{best}-finetuned")
+
+    # SEGMENT_SLIDE with the best model, CGEF
+    slide = {"id": "slide"}
+    tiled = flow.task("TILE", "tile", slide, {"image": data["slide"][0].name}, {"": data["slide"]})
+    tiles = sorted(tiled["tiles"], key=lambda t: t.name)
+    batches = [tiles[i: i + P["tiles_per_task"]] for i in range(0, len(tiles), P["tiles_per_task"])]
+    assert len(batches) > 1, "the test profile should make several tile batches"
+    tile_masks = []
+    for i, batch in enumerate(batches):
+        meta = {**slide, "id": f"slide.b{i}", "slide": slide, "batches": len(batches), **{
+            k: slide_model[0][k] for k in ("backend", "model_name")}}
+        tile_masks += segment(flow, "SEGMENT_TILES", meta, slide_model[1], batch)["masks"]
+    stitched = flow.task("STITCH", "stitch", slide, {"manifest": tiled["manifest"][0].name, "tiles": "tiles"},
+                         {"": tiled["manifest"], "tiles": sorted(tile_masks, key=lambda t: t.name)})
+    cgef = flow.task("CGEF", "cgef", slide, {"mask": stitched["mask"][0].name, "matrix": data["gem"][0].name},
+                     {"": [stitched["mask"][0], data["gem"][0]]})
+
+    # DEMO_REPORT: everything staged into the run layout
+    report = flow.task("DEMO_REPORT", "demo_report", {"id": "demo"},
+                       {k: k for k in ("data", "models", "suggested", "annotated", "evaluations", "hard_preds",
+                                       "real_preds", "wsi", "stereo")},
+                       {"": data["data"] + [suggested, annotated["dir"][0]],  # stageAs 'suggest', 'annotated'
+                        "models": list(base.values()) + list(tuned.values()),
+                        "evaluation": [e["report"][0] for e in evaluations],
+                        "predictions/heldout_hard": preds_by_set["heldout_hard"],
+                        "predictions/real": preds_by_set.get("real", []),
+                        "wsi": stitched["mask"] + stitched["report"] + stitched["preview"],
+                        "stereo": cgef["gef"] + cgef["h5ad"]})
+    summary = json.loads(report["summary"][0].read_text())
+    g = summary["gain"]["cellpose"]
+    assert g["f1_gain"] > 0.1, g  # as in tests/test_demo.py: the pipeline's demo shows the same gain
+    assert summary["slide"]["objects"] > 0 and summary["stereo"]["cells"] > 0
+    assert "pipeline_info" in report["html"][0].read_text()
+    report_skips(flow)

@@ -45,8 +45,8 @@ def test_pipeline_has_no_errors():
     checked, problems = nextflow_lsp.check(REPO)
     names = {str(p.relative_to(REPO)) for p in checked}
     assert {"main.nf", "nextflow.config", "conf/base.config", "conf/modules.config", "conf/test.config",
-            "modules/segment/main.nf", "workflows/csrefiner.nf"} <= names
-    assert len([n for n in names if n.startswith("modules/")]) == 11
+            "conf/test_models.config", "modules/segment/main.nf", "workflows/csrefiner.nf", "workflows/demo.nf"} <= names
+    assert len([n for n in names if n.startswith("modules/")]) == 14
     errors = [str(p) for p in problems if p.severity == "error"]
     assert not errors, "\n".join(errors)
     warnings = [str(p) for p in problems if p.severity == "warning" and not p.message.startswith(ALLOWED_WARNINGS)]

@@ -26,7 +26,7 @@ STUB_INPUTS = {
     "crop": ({"id": "s"}, {"image": "s.tif"}, {}),
     "finetune": ({"id": "cellpose", "backend": "cellpose", "pretrained": "scratch"},
                  {"train": "train", "val": "val", "base_model": "", "model_cache": ""},
-                 {"pretrained": "scratch", "device": "cpu", "cache_dir": ""}),
+                 {"pretrained": "scratch", "device": "cpu", "cache_dir": "", "val_arg": "--val val"}),
     "segment": ({"id": "s.b0", "backend": "cellpose", "model_name": "cyto3"},
                 {"model": "", "images": "input", "model_cache": ""},
                 {"model_arg": "--model cyto3", "device": "cpu", "cache_dir": ""}),
@@ -35,6 +35,10 @@ STUB_INPUTS = {
     "consensus": ({"id": "s"}, {"preds": "a b"}, {"pred_args": "--pred a --pred b"}),
     "suggest": ({"id": "s"}, {"preds": "a b", "images": "images", "top": 2}, {"pred_args": "--pred a --pred b"}),
     "cgef": ({"id": "s"}, {"mask": "s-mask.tif", "matrix": "s.gem.gz"}, {}),
+    "demo_data": ({"id": "demo"}, {}, {}),
+    "demo_annotate": ({"id": "pool"}, {"suggested": "suggest", "data": "data"}, {}),
+    "demo_report": ({"id": "demo"}, {k: k for k in ("data", "models", "suggested", "annotated", "evaluations",
+                                                     "hard_preds", "real_preds", "wsi", "stereo")}, {}),
 }
 
 
@@ -84,8 +88,18 @@ def test_params_schema_and_config_agree():
             assert props[name].get("default") == value, f"{name}: config {value!r} vs schema {props[name].get('default')!r}"
         else:
             assert "default" not in props[name], name
-    for name, value in pipeline_params(profile_test=True).items():
-        assert name in props, f"conf/test.config sets unknown param {name}"
+    for profile in ("test", "test_models"):
+        for name, value in pipeline_params(profile).items():
+            assert name in props, f"conf/{profile}.config sets unknown param {name}"
+
+
+def test_test_profile_tiles_like_the_quick_demo():
+    """-profile test is `csrefiner demo run --quick`: its whole-slide tiling is the quick preset's."""
+    from csrefiner.demo import make_config
+
+    cfg, params = make_config(quick=True), pipeline_params("test")
+    assert params["demo"] is True and params["demo_args"] == "--quick"
+    assert (params["tile_size"], params["tile_overlap"]) == (cfg.tile, cfg.overlap)
 
 
 def test_samplesheet_schema():

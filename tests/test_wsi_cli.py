@@ -41,8 +41,11 @@ def test_tile_then_stitch_end_to_end(cli, slide, tmp_path):
     assert (tmp_path / "tiles" / "manifest.json").read_bytes() == (root / "tiles" / "manifest.json").read_bytes()
 
     proc = cli("stitch", "--manifest", tmp_path / "tiles" / "manifest.json", "--tiles", root / "masks",
-               "--out", tmp_path / "labels.ome.tif", "--preview", tmp_path / "labels.png")
+               "--out", tmp_path / "labels.ome.tif", "--preview", tmp_path / "labels.png",
+               "--report", tmp_path / "stitch.json")
     assert f"wrote {truth.max()} objects from 12 tiles" in proc.stdout
+    counts = json.loads((tmp_path / "stitch.json").read_text())
+    assert counts["tiles"] == 12 and counts["objects"] == truth.max() and counts["matched"] > 0
     assert_same_objects(truth, read_labels(tmp_path / "labels.ome.tif"))
     preview = read_image(tmp_path / "labels.png")
     assert preview.shape == (500, 650, 3)  # the pyramid's smallest level

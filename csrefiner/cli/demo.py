@@ -1,4 +1,8 @@
-"""`csrefiner demo`: the CSRefiner experiment in miniature, end to end, with one HTML report."""
+"""`csrefiner demo`: the CSRefiner experiment in miniature, end to end, with one HTML report.
+
+`demo run` does everything in one process; `demo data`, `demo annotate` and `demo report` are the steps that
+only the demo has (the others are ordinary csrefiner commands), which the pipeline's test profile runs as tasks.
+"""
 
 from __future__ import annotations
 
@@ -7,28 +11,50 @@ from typing import Optional
 
 import typer
 
+demo_app = typer.Typer(help="The CSRefiner experiment in miniature on generated data, with an HTML report.",
+                       no_args_is_help=True)
 
-def demo(
+
+def _config(quick: bool, models: str, epochs: Optional[int], patches: Optional[int], pretrained: Optional[str],
+            seed: int, tile: Optional[int] = None, overlap: Optional[int] = None):
+    from csrefiner.demo import make_config
+
+    names = tuple(m.strip() for m in models.split(",") if m.strip())
+    return make_config(quick, models=names, epochs=epochs, baseline_epochs=epochs, patches=patches,
+                       pretrained=pretrained, seed=seed, tile=tile, overlap=overlap)
+
+
+TILE = typer.Option(None, "--tile-size", min=64, help="Whole-slide tiles (default 1024; --quick 512).")
+OVERLAP = typer.Option(None, "--overlap", min=0, help="Whole-slide tile overlap (default 64).")
+QUICK = typer.Option(False, "--quick", help="Smaller slide, fewer patches and epochs (a few minutes).")
+SEED = typer.Option(0, "--seed", help="Seeds the data, every split and every training run.")
+FORCE = typer.Option(False, "--force", help="Replace an existing output folder.")
+
+
+@demo_app.command("run")
+def run(
     out: Path = typer.Option(Path("results/demo"), "--out", help="Output folder (report.html, summary.json, ...)."),
-    models: str = typer.Option("cellpose", "--models", help="Comma-separated backends; unavailable ones are "
-                               "skipped with a note in the report."),
+    models: str = typer.Option("auto", "--models", help="Comma-separated backends (unavailable ones are skipped "
+                               "with a note in the report); auto: every installed one the demo has small-network "
+                               "settings for (cellpose, stardist)."),
     epochs: Optional[int] = typer.Option(None, "--epochs", min=1, help="Epochs of fine-tuning and of the "
                                          "from-scratch baseline (default: 15 and 15; --quick 10 and 20)."),
     patches: Optional[int] = typer.Option(None, "--patches", min=3, help="Patches `suggest` picks for annotation "
-                                          "(default 20; --quick 10)."),
-    pretrained: Optional[str] = typer.Option(None, "--pretrained", help="Baseline = this pretrained model from the "
-                                             "local cache (e.g. cyto3) instead of one trained on the easy domain."),
-    seed: int = typer.Option(0, "--seed"),
-    quick: bool = typer.Option(False, "--quick", help="Smaller slide, fewer patches and epochs (a few minutes)."),
-    force: bool = typer.Option(False, "--force", help="Replace an existing output folder."),
+                                          "(default 20; --quick 8)."),
+    pretrained: Optional[str] = typer.Option(None, "--pretrained", help="Baseline: a pretrained model from the local "
+                                             "cache (e.g. cyto3, or cellpose:cyto3,stardist:scratch), or 'scratch' "
+                                             "(trained on the easy block). Default: the backend's default model "
+                                             "when it is cached, else scratch."),
+    seed: int = SEED,
+    quick: bool = QUICK,
+    tile: Optional[int] = TILE,
+    overlap: Optional[int] = OVERLAP,
+    force: bool = FORCE,
 ) -> None:
     """Baseline -> suggest -> fine-tune -> evaluate before/after -> whole slide -> cgef + h5ad; report.html."""
-    from csrefiner.demo import make_config, run_demo
+    from csrefiner.demo import run_demo
 
-    names = tuple(m.strip() for m in models.split(",") if m.strip())
-    cfg = make_config(quick, models=names, epochs=epochs, baseline_epochs=epochs, patches=patches,
-                      pretrained=pretrained, seed=seed)
-    summary = run_demo(out, cfg, force=force, say=typer.echo)
+    summary = run_demo(out, _config(quick, models, epochs, patches, pretrained, seed, tile, overlap), force=force, say=typer.echo)
     for m, g in summary["gain"].items():
         typer.echo(f"{m}: F1 on held-out hard patches {g['f1_before']:.3f} -> {g['f1_after']:.3f} "
                    f"(gain {g['f1_gain']:+.3f}, Wilcoxon p {g['p_value']:.3g}, n {g['n_images']})")
@@ -37,5 +63,57 @@ def demo(
     typer.echo(f"report: {out / 'report.html'} ({summary['total']['wall_s']} s)")
 
 
+@demo_app.command("data")
+def data(
+    out: Path = typer.Option(..., "--out", help="Output folder: slide, ground truth, patch sets, GEM, demo.json."),
+    seed: int = SEED,
+    quick: bool = QUICK,
+    patches: Optional[int] = typer.Option(None, "--patches", min=3, help="Patches `suggest` will pick."),
+    epochs: Optional[int] = typer.Option(None, "--epochs", min=1, help="Epochs written into demo.json's options."),
+    tile: Optional[int] = TILE,
+    overlap: Optional[int] = OVERLAP,
+    force: bool = FORCE,
+) -> None:
+    """The generated slide (easy + hard block) with ground truth, its patch sets and GEM, and each step's options."""
+    from csrefiner.demo.data import write_demo_data
+
+    spec = write_demo_data(out, _config(quick, "auto", epochs, patches, None, seed, tile, overlap),
+                           force=force)
+    d = spec["data"]
+    typer.echo(f"wrote {out}: slide {d['slide_shape']} with {d['nuclei']} nuclei, {d['heldout_hard_patches']} "
+               f"held-out hard patches, GEM with {d['gem']['records']} records")
+
+
+@demo_app.command("annotate")
+def annotate(
+    suggested: Path = typer.Option(..., "--suggested", help="Folder written by `csrefiner suggest`."),
+    data_dir: Path = typer.Option(..., "--data", help="Folder written by `csrefiner demo data`."),
+    out: Path = typer.Option(..., "--out", help="Output folder of annotated patches (<name>-img/-mask.tif)."),
+    force: bool = FORCE,
+) -> None:
+    """The simulated annotator: every suggested patch gets its ground truth in place of the consensus mask."""
+    from csrefiner.demo import layout as L
+    from csrefiner.demo.annotate import annotate as run_annotate
+    from csrefiner.demo.data import read_spec
+
+    spec = read_spec(data_dir)
+    info = run_annotate(suggested, data_dir / Path(L.SLIDE_GT).name, spec["config"], out, force)
+    typer.echo(f"annotated {info['selected']} patches ({info['in_hard_region']} in the hard block) into {out}")
+
+
+@demo_app.command("report")
+def report(
+    run_dir: Path = typer.Option(..., "--run", help="A demo run folder (the layout of csrefiner/demo/layout.py)."),
+) -> None:
+    """summary.json, figures/ and one self-contained report.html from a finished run folder."""
+    from csrefiner.demo import write_run_report
+
+    summary = write_run_report(run_dir)
+    for m, g in summary["gain"].items():
+        typer.echo(f"{m}: F1 on held-out hard patches {g['f1_before']:.3f} -> {g['f1_after']:.3f} (gain "
+                   f"{g['f1_gain']:+.3f})")
+    typer.echo(f"wrote {run_dir / 'report.html'}")
+
+
 def register(app: typer.Typer) -> None:
-    app.command("demo")(demo)
+    app.add_typer(demo_app, name="demo")

@@ -14,19 +14,24 @@ def stitch(
     out: Path = typer.Option(..., "--out", help="Output label image (tiled pyramidal OME-TIFF, uint32)."),
     min_iou: float = typer.Option(0.5, "--min-iou", help="IoU inside a shared strip above which two tiles' objects are one."),
     preview: Optional[Path] = typer.Option(None, "--preview", help="Also write a PNG overview (objects coloured, seams grey)."),
+    report_json: Optional[Path] = typer.Option(None, "--report", help="Also write the counts as JSON (tiles, "
+                                               "objects, matched across seams, assembled, dropped)."),
     force: bool = typer.Option(False, "--force", help="Replace an existing output file."),
 ) -> None:
     """Resolve objects in tile overlaps once (matched across seams, owned by the tile holding their centre)."""
     from csrefiner.io import check_writable
     from csrefiner.wsi.manifest import Manifest
     from csrefiner.wsi.preview import write_preview
-    from csrefiner.wsi.stitch import stitch_tiles
+    from csrefiner.wsi.stitch import stitch_tiles, write_stitch_report
 
-    if preview is not None:
-        check_writable(preview, force)
+    for extra in (preview, report_json):
+        if extra is not None:
+            check_writable(extra, force)
     report = stitch_tiles(manifest, tiles, out, force, min_iou)
     if preview is not None:
         write_preview(out, Manifest.load(manifest), preview, force)
+    if report_json is not None:
+        write_stitch_report(report, report_json, force)
     typer.echo(
         f"wrote {report.objects} objects from {report.tiles} tiles to {out} ({report.matched} matched across "
         f"seams, {report.assembled} assembled from pieces, {report.dropped} unowned duplicates dropped)"

@@ -9,17 +9,22 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from skimage.segmentation import relabel_sequential
 
+from csrefiner.demo import layout as L
 from csrefiner.demo.config import DemoConfig
-from csrefiner.io import patch_name, write_image, write_labels
+from csrefiner.demo.gem import write_gem
+from csrefiner.demo.steps import backend_options, step_options
+from csrefiner.errors import CsrefinerError
+from csrefiner.io import atomic_dir, check_writable, patch_name, write_image, write_labels
 from csrefiner.synth import EASY, HARD, nuclei_labels, render
 
-SLIDE = "demo"  # slide name in every patch / tile key
+SLIDE = L.SLIDE
 
 
 @dataclass(frozen=True)
@@ -86,3 +91,49 @@ def real_nuclei(patch: int) -> tuple[np.ndarray, np.ndarray, list[Box]] | None:
     side = min(patch, h, w)
     boxes = [Box(y, x, side, side) for y in range(0, h - side + 1, side) for x in range(0, w - side + 1, side)]
     return img, mask.astype(np.uint32), boxes
+
+
+def write_demo_data(out: Path, cfg: DemoConfig, force: bool = False) -> dict:
+    """Write the run's data/ folder (layout.py names) and data/demo.json; returns demo.json's content."""
+    out = check_writable(Path(out), force)
+    image, labels = make_slide(cfg)
+    easy = easy_boxes(cfg)
+    if len(easy) < cfg.easy_train + 2:
+        raise CsrefinerError(f"demo: {len(easy)} easy patches, need {cfg.easy_train + 2}; enlarge the easy block")
+    real = real_nuclei(256) if cfg.real else None  # 4 patches of the 512 px image
+    with atomic_dir(out, force=force) as d:
+        write_image(d / "slide.tif", image)
+        write_labels(d / "slide-gt-mask.tif", labels)
+        write_image(d / "pool.tif", image[: cfg.pool_rows * cfg.patch])
+        write_patches(d / "easy_train", image, labels, easy[: cfg.easy_train])
+        write_patches(d / "easy_val", image, labels, easy[cfg.easy_train: cfg.easy_train + 2])
+        heldout = write_patches(d / "heldout_hard", image, labels, heldout_boxes(cfg))
+        if real is not None:
+            write_patches(d / "real", real[0], real[1], real[2], slide="stardist_real")
+        gem = write_gem(d / "slide.gem.gz", labels, cfg.hard_x0, cfg.gem_genes, cfg.seed)
+        spec = {
+            "config": cfg.record(),
+            "data": {
+                "slide_shape": list(image.shape), "nuclei": int(labels.max()),
+                "easy_nuclei": int(np.unique(labels[:, : cfg.hard_x0]).size - 1),
+                "hard_nuclei": int(np.unique(labels[:, cfg.hard_x0:]).size - 1),
+                "easy_train_patches": cfg.easy_train, "easy_val_patches": 2, "heldout_hard_patches": len(heldout),
+                "pool_shape": [cfg.pool_rows * cfg.patch, image.shape[1]],
+                "real_patches": len(real[2]) if real is not None else 0,
+                "real_source": "stardist.data.test_image_nuclei_2d" if real is not None
+                else "not used (--quick)" if not cfg.real else "stardist not installed",
+                "gem": gem,
+            },
+            "options": step_options(cfg),
+            "backend_options": backend_options(cfg),
+        }
+        (d / Path(L.DEMO_JSON).name).write_text(json.dumps(spec, indent=2) + "\n")
+    return spec
+
+
+def read_spec(data_dir: Path) -> dict:
+    """demo.json of a folder written by `demo data`, or a clear error."""
+    path = Path(data_dir) / Path(L.DEMO_JSON).name
+    if not path.is_file():
+        raise CsrefinerError(f"{path}: missing; give the folder `csrefiner demo data --out` wrote")
+    return json.loads(path.read_text())

@@ -1,51 +1,48 @@
-"""The demo's flow: the CSRefiner experiment in miniature, made only of csrefiner's own library calls.
+"""`csrefiner demo run`: the CSRefiner experiment in miniature, as the sequence of csrefiner commands that the
+pipeline's test profile (workflows/demo.nf) runs as tasks, with the options of data/demo.json.
 
-data -> baseline (trained on the easy domain, or a cached pretrained model) -> evaluate on held-out hard
-patches -> `suggest` ranks the annotation pool by model disagreement -> the simulated annotator corrects the
-top N (ground truth replaces the consensus) -> `finetune` -> evaluate again on the same held-out patches ->
-`tile` / `segment` / `stitch` the whole slide -> `cgef` (+ h5ad). Every step is timed (wall and CPU).
+data -> baseline (trained on the easy domain, or a cached pretrained model) -> tile the annotation pool ->
+segment it with the baseline and watershed -> `suggest` -> the simulated annotator corrects the top N ->
+`finetune` -> segment + `evaluate` the held-out hard patches (and stardist's real image) before/after ->
+`tile` / `segment` / `stitch` the whole slide with the best fine-tuned model -> `cgef` (+ h5ad) ->
+`demo report`. Every step is timed (wall and CPU).
 """
 
 from __future__ import annotations
 
+import json
+import shlex
 import shutil
 from pathlib import Path
 from typing import Callable
 
-import numpy as np
-from skimage.segmentation import relabel_sequential
-
-from csrefiner.demo import data as D
-from csrefiner.demo.config import DemoConfig
-from csrefiner.demo.gem import write_gem
+from csrefiner.demo import layout as L
+from csrefiner.demo.config import AUTO, DemoConfig
 from csrefiner.demo.timing import StepTimes
 from csrefiner.errors import CsrefinerError
-from csrefiner.io import check_writable, parse_coords, read_image, read_labels, write_image, write_labels
-from csrefiner.metrics.evaluate import evaluate_arrays, evaluate_folders
-from csrefiner.metrics.report import write_evaluation
+from csrefiner.io import check_writable
 from csrefiner.models import get_backend
-from csrefiner.models.base import TrainParams
-from csrefiner.models.classical import watershed_nuclei
-from csrefiner.models.finetune import finetune
-from csrefiner.models.segment import segment
 
-IOU = 0.5
-WATERSHED = "watershed"
+RUN_JSON = "run.json"  # what only `demo run` knows: step times, skipped models, the machine
 
 
 def backend_problem(name: str) -> str | None:
-    """Why backend `name` cannot run here (not written yet, not installed), or None."""
+    """Why backend `name` cannot be fine-tuned here (unknown, classical, not installed), or None."""
+    if name == L.WATERSHED:
+        return "watershed has nothing to fine-tune (it is the demo's second opinion and reference)"
     try:
         get_backend(name).check_installed()
     except CsrefinerError as exc:
         return str(exc)
-    except ImportError as exc:  # the backend's file is not in this checkout (yet)
-        return f"backend '{name}' is not available in this csrefiner ({exc})"
+    except ImportError as exc:  # a backend file whose own imports fail
+        return f"backend '{name}' cannot be imported here ({exc})"
     return None
 
 
 def pretrained_for(spec: str | None, model: str) -> str | None:
-    """--pretrained: one name for every model, or BACKEND:NAME items; None = train a baseline from scratch."""
+    """The baseline of `model`: a pretrained name, "scratch" (train one on the easy block) or None (auto).
+
+    --pretrained is one name for every model, or BACKEND:NAME items (models not listed: auto)."""
     for item in [s.strip() for s in (spec or "").split(",") if s.strip()]:
         backend, sep, name = item.partition(":")
         if not sep:
@@ -55,8 +52,22 @@ def pretrained_for(spec: str | None, model: str) -> str | None:
     return None
 
 
-def method(model: str, stage: str) -> str:
-    return f"{model} {stage}"
+def cached_default(model: str) -> str | None:
+    """The backend's default pretrained model when the local cache has it (never downloaded), else None."""
+    backend = get_backend(model)
+    try:
+        return backend.default_pretrained if backend.resolve(backend.default_pretrained).path else None
+    except CsrefinerError:
+        return None
+
+
+def csrefiner(*args) -> None:
+    """One csrefiner command, in this process (what a pipeline task runs in its container)."""
+    import typer.main
+
+    from csrefiner.cli import app
+
+    typer.main.get_command(app).main(args=[str(a) for a in args], standalone_mode=False)
 
 
 class Flow:
@@ -65,48 +76,31 @@ class Flow:
         self.times = StepTimes(say)
         self.models: list[str] = []
         self.skipped: dict[str, str] = {}
-        self.baseline: dict[str, dict] = {}  # model -> {"model_dir" | "model": ..., "card": ...}
-        self.finetuned: dict[str, dict] = {}
-        self.info: dict = {}
+        self.base: dict[str, list[str]] = {}  # model -> `segment` arguments of its baseline
+        self.spec: dict = {}
 
-    def params(self, model: str, epochs: int) -> TrainParams:
-        return TrainParams(epochs=epochs, seed=self.cfg.seed, eval_every=self.cfg.eval_every, patience=1000,
-                           batch_size=self.cfg.batch_size,
-                           device="cpu", options=dict(self.cfg.options.get(model, {})))
+    def path(self, rel: str) -> Path:
+        return self.out / rel
 
-    # -- data ------------------------------------------------------------------------------------------------
+    def opts(self, step: str) -> list[str]:
+        return shlex.split(self.spec["options"][step])
+
+    def train_opts(self, step: str, model: str) -> list[str]:
+        knobs = self.spec["backend_options"][step].get(model, "")
+        return self.opts(step) + shlex.split(knobs) + ["--device", "cpu"]
+
+    # -- data and models -------------------------------------------------------------------------------------
     def make_data(self) -> None:
-        cfg, d = self.cfg, self.out / "data"
-        image, labels = D.make_slide(cfg)
-        self.image, self.labels = image, labels
-        d.mkdir(parents=True)
-        write_image(d / "slide.tif", image)
-        write_labels(d / "slide-gt-mask.tif", labels)
-        write_image(d / "pool.tif", image[: cfg.pool_rows * cfg.patch])  # where `suggest` may look
-        easy = D.easy_boxes(cfg)
-        if len(easy) < cfg.easy_train + 2:
-            raise CsrefinerError(f"demo: {len(easy)} easy patches, need {cfg.easy_train + 2}; enlarge the easy block")
-        D.write_patches(d / "easy_train", image, labels, easy[: cfg.easy_train])
-        D.write_patches(d / "easy_val", image, labels, easy[cfg.easy_train: cfg.easy_train + 2])
-        heldout = D.write_patches(d / "heldout_hard", image, labels, D.heldout_boxes(cfg))
-        real = D.real_nuclei(256) if cfg.real else None  # 4 patches of the 512 px image
-        if real is not None:
-            D.write_patches(d / "real", real[0], real[1], real[2], slide="stardist_real")
-        gem = write_gem(d / "slide.gem.gz", labels, cfg.hard_x0, cfg.gem_genes, cfg.seed)
-        self.info["data"] = {
-            "slide_shape": list(image.shape), "nuclei": int(labels.max()),
-            "easy_nuclei": int(np.unique(labels[:, : cfg.hard_x0]).size - 1),
-            "hard_nuclei": int(np.unique(labels[:, cfg.hard_x0:]).size - 1),
-            "easy_train_patches": cfg.easy_train, "easy_val_patches": 2, "heldout_hard_patches": len(heldout),
-            "pool_shape": [cfg.pool_rows * cfg.patch, image.shape[1]],
-            "real_patches": len(real[2]) if real is not None else 0,
-            "real_source": "stardist.data.test_image_nuclei_2d" if real is not None
-            else "not used (--quick)" if not cfg.real else "stardist not installed",
-            "gem": gem,
-        }
+        from csrefiner.demo.data import write_demo_data
+
+        self.spec = write_demo_data(self.path(L.DATA), self.cfg)
 
     def check_models(self) -> None:
-        for name in self.cfg.models:
+        names = list(self.cfg.models)
+        if AUTO in names:  # the installed backends the demo has small-network knobs for
+            names.remove(AUTO)
+            names += [b for b in self.cfg.options if b not in names and backend_problem(b) is None]
+        for name in names:
             problem = backend_problem(name)
             if problem:
                 self.skipped[name] = problem
@@ -117,149 +111,85 @@ class Flow:
             raise CsrefinerError(f"demo: none of the models {', '.join(self.cfg.models)} can run here: "
                                  + "; ".join(self.skipped.values()))
 
-    # -- models ----------------------------------------------------------------------------------------------
     def train_baselines(self) -> None:
         for m in self.models:
-            spec = pretrained_for(self.cfg.pretrained, m)
-            if spec:
-                get_backend(m).resolve(spec)  # a clear error when it is not in the local cache
-                self.baseline[m] = {"model": f"{m}:{spec}", "base": spec, "source": f"pretrained {spec} (local cache)"}
+            name = pretrained_for(self.cfg.pretrained, m)
+            name = cached_default(m) if name is None else name
+            if name and name != "scratch":
+                get_backend(m).resolve(name)  # a clear error when it is not in the local cache
+                self.base[m] = ["--model", f"{m}:{name}"]
+                self.say(f"[demo] {m} baseline: pretrained {name} from the local cache")
                 continue
-            folder = self.out / "models" / f"{m}-baseline"
-            card = finetune(m, self.out / "data" / "easy_train", folder, "scratch",
-                            self.params(m, self.cfg.baseline_epochs), val_dir=self.out / "data" / "easy_val")
-            self.baseline[m] = {"model_dir": folder, "base": str(folder), "card": card,
-                                "source": "trained from scratch on the easy domain"}
+            folder = self.path(L.model_dir(m, L.BASELINE))
+            csrefiner("finetune", "--model", m, "--train", self.path(L.EASY_TRAIN), "--val", self.path(L.EASY_VAL),
+                      "--pretrained", "scratch", "--out", folder, *self.train_opts("baseline", m))
+            self.base[m] = ["--model-dir", folder]
 
-    def fine_tune(self) -> None:
-        for m in self.models:
-            folder = self.out / "models" / f"{m}-finetuned"
-            card = finetune(m, self.out / "annotated", folder, self.baseline[m]["base"],
-                            self.params(m, self.cfg.epochs), val_fraction=0.15)
-            self.finetuned[m] = {"model_dir": folder, "card": card, "source": f"fine-tuned from the {m} baseline"}
+    def tuned(self, m: str) -> list[str]:
+        return ["--model-dir", self.path(L.model_dir(m, L.FINETUNED))]
 
-    def predict(self, which: dict, images: Path, out: Path, manifest: Path | None = None) -> dict:
-        params = TrainParams(seed=self.cfg.seed, device="cpu")
-        return segment(which.get("model_dir"), which.get("model"), images, out, params, manifest=manifest)
+    def segment(self, model_args: list[str], images: Path, out: Path, *extra) -> Path:
+        csrefiner("segment", *model_args, "--input", images, "--out", out, "--device", "cpu", *extra)
+        return out
 
     # -- suggest + annotate ----------------------------------------------------------------------------------
     def suggest_patches(self) -> None:
-        from csrefiner.hitl.suggest import suggest_folders
-        from csrefiner.wsi.tile import MANIFEST, tile_slide
+        tiles = self.path(L.POOL_TILES)
+        csrefiner("tile", "--image", self.path(L.POOL), "--out", tiles, *self.opts("pool_tile"))
+        opinions = {L.method(m, L.BASELINE): self.base[m] for m in self.models}
+        opinions[L.WATERSHED] = ["--model", "watershed"]  # the second opinion (with one model, the only one)
+        preds = []
+        for name in sorted(opinions):  # each opinion's name is its folder's (as in the pipeline)
+            preds += ["--pred", self.segment(opinions[name], tiles, self.path(L.predictions("pool", name)))]
+        csrefiner("suggest", *preds, "--image-dir", tiles, "--top", self.cfg.patches, "--out", self.path(L.SUGGEST),
+                  *self.opts("suggest"))
+        csrefiner("demo", "annotate", "--suggested", self.path(L.SUGGEST), "--data", self.path(L.DATA),
+                  "--out", self.path(L.ANNOTATED))
 
-        cfg, tiles = self.cfg, self.out / "tiles" / "pool"
-        # tiles of 2 x 2 patches, no overlap: suggest's windows then fall on the patch grid
-        tile_slide(self.out / "data" / "pool.tif", tiles, tile_size=2 * cfg.patch, overlap=0, name=D.SLIDE)
-        preds, names = [], []
+    def fine_tune(self) -> None:
         for m in self.models:
-            folder = self.out / "predictions" / "pool" / f"{m}-baseline"
-            self.predict(self.baseline[m], tiles, folder, manifest=tiles / MANIFEST)
-            preds.append(folder)
-            names.append(method(m, "baseline"))
-        ws = self.out / "predictions" / "pool" / WATERSHED  # the second opinion (with one model, the only one)
-        ws.mkdir(parents=True)
-        for path in sorted(tiles.glob("*-img.tif")):
-            write_labels(ws / path.name.replace("-img.tif", "-mask.tif"), watershed_nuclei(read_image(path)))
-        preds.append(ws)
-        names.append(WATERSHED)
-        ranking, summary = suggest_folders(preds, tiles, self.out / "suggest", names, top=cfg.patches,
-                                           patch_size=cfg.patch, iou=IOU)
-        hard = self.annotate(summary["top"])
-        top = ranking[ranking.selected]
-        self.info["suggest"] = {
-            "models": names, "ranked": int(len(ranking)), "selected": len(summary["top"]), "in_hard_region": hard,
-            "mean_disagreement_selected": float(top.disagreement.mean()),
-            "mean_disagreement_not_selected": float(ranking[~ranking.selected].disagreement.mean())
-            if (~ranking.selected).any() else None,
-        }
-
-    def annotate(self, names: list[str]) -> int:
-        """The simulated annotator: each suggested patch gets its ground truth in place of the consensus."""
-        src, dst = self.out / "suggest" / "patches", self.out / "annotated"
-        dst.mkdir()
-        hard = 0
-        for name in names:
-            c = parse_coords(name)
-            box = D.Box(c.y, c.x, c.h, c.w)
-            shutil.copy(src / f"{name}-img.tif", dst / f"{name}-img.tif")
-            write_labels(dst / f"{name}-mask.tif", relabel_sequential(self.labels[box.slices])[0].astype(np.uint32))
-            hard += D.in_hard_region(self.cfg, c.x, c.w)
-        return int(hard)
+            base = self.base[m][1] if self.base[m][0] == "--model-dir" else self.base[m][1].partition(":")[2]
+            csrefiner("finetune", "--model", m, "--train", self.path(L.ANNOTATED), "--pretrained", base,
+                      "--out", self.path(L.model_dir(m, L.FINETUNED)), *self.train_opts("finetune", m))
 
     # -- evaluation ------------------------------------------------------------------------------------------
-    def evaluate_set(self, gt: Path, tag: str) -> dict:
-        """Baseline and fine-tuned models (and the watershed) on one patch set; paired tests between them."""
-        preds = self.out / "predictions" / tag
-        results = []
-        for m in self.models:
-            for stage, which in (("baseline", self.baseline[m]), ("fine-tuned", self.finetuned[m])):
-                folder = preds / f"{m}-{stage}"
-                self.predict(which, gt, folder)
-                results += evaluate_folders(gt, folder, method(m, stage), iou=IOU)
-        ws = preds / WATERSHED
-        ws.mkdir(parents=True)
-        for path in sorted(gt.glob("*-img.tif")):
-            write_labels(ws / path.name.replace("-img.tif", "-mask.tif"), watershed_nuclei(read_image(path)))
-        results += evaluate_folders(gt, ws, WATERSHED, iou=IOU)
-        return write_evaluation(results, self.out / "evaluation" / tag, iou=IOU)
-
     def evaluate(self) -> None:
-        self.info["hard"] = self.evaluate_set(self.out / "data" / "heldout_hard", "heldout_hard")
-        if (self.out / "data" / "real").is_dir():
-            self.info["real"] = self.evaluate_set(self.out / "data" / "real", "real")
-
-    def best_model(self) -> str:
-        scores = self.info["hard"]["methods"]
-        return max(self.models, key=lambda m: scores[method(m, "fine-tuned")]["macro"]["f1"])
+        """Baseline and fine-tuned models (and watershed) on each patch set; paired tests between them."""
+        for tag, gt in L.eval_sets(self.out).items():
+            runs = {L.WATERSHED: ["--model", "watershed"]}
+            for m in self.models:
+                runs[L.method(m, L.BASELINE)] = self.base[m]
+                runs[L.method(m, L.FINETUNED)] = self.tuned(m)
+            preds = []
+            for name in sorted(runs):
+                preds += ["--pred", self.segment(runs[name], gt, self.path(L.predictions(tag, name)))]
+            csrefiner("evaluate", "--gt", gt, *preds, "--out", self.path(L.evaluation(tag)), *self.opts("evaluate"))
 
     # -- whole slide + matrix --------------------------------------------------------------------------------
     def whole_slide(self) -> None:
-        from csrefiner.wsi.preview import write_preview
-        from csrefiner.wsi.manifest import Manifest
-        from csrefiner.wsi.stitch import stitch_tiles
-        from csrefiner.wsi.tile import MANIFEST, tile_slide
+        from csrefiner.demo.summary import best_model
 
-        cfg, m = self.cfg, self.best_model()
-        tiles, masks, wsi = self.out / "tiles" / "slide", self.out / "predictions" / "slide_tiles", self.out / "wsi"
-        tile_slide(self.out / "data" / "slide.tif", tiles, tile_size=cfg.tile, overlap=cfg.overlap, name=D.SLIDE)
-        self.predict(self.finetuned[m], tiles, masks, manifest=tiles / MANIFEST)
-        wsi.mkdir()
-        rep = stitch_tiles(tiles / MANIFEST, masks, wsi / "slide-mask.ome.tif")
-        write_preview(rep.path, Manifest.load(tiles / MANIFEST), wsi / "preview.png")
-        stitched = read_labels(rep.path)
-        self.info["slide"] = {
-            "model": method(m, "fine-tuned"), "tile_size": cfg.tile, "overlap": cfg.overlap, "tiles": rep.tiles,
-            "objects": rep.objects, "matched_across_seams": rep.matched, "assembled": rep.assembled,
-            "dropped": rep.dropped, "dtype": str(stitched.dtype), "f1_by_region": self.region_f1(stitched),
-        }
-
-    def region_f1(self, stitched: np.ndarray) -> dict:
-        """F1 of the stitched slide against ground truth, per region (held-out rows: never annotated)."""
-        cfg, p = self.cfg, self.cfg.patch
-        regions = {
-            "easy block": (slice(None), slice(0, cfg.hard_x0)),
-            "hard block, annotation pool": (slice(0, cfg.pool_rows * p), slice(cfg.hard_x0, None)),
-            "hard block, held-out rows": (slice(cfg.pool_rows * p, None), slice(cfg.hard_x0, None)),
-        }
-        out = {}
-        for name, box in regions.items():
-            r = evaluate_arrays(relabel_sequential(self.labels[box])[0], relabel_sequential(stitched[box])[0], [IOU])
-            out[name] = r.counts[IOU].scores()["f1"]
-        return out
+        hard = json.loads((self.path(L.evaluation("heldout_hard")) / "summary.json").read_text())
+        m = best_model(hard, self.models)
+        tiles, masks = self.path(L.SLIDE_TILES), self.path(L.predictions("slide", L.method(m, L.FINETUNED)))
+        csrefiner("tile", "--image", self.path(L.SLIDE_IMAGE), "--out", tiles, *self.opts("slide_tile"))
+        self.segment(self.tuned(m), tiles, masks)
+        csrefiner("stitch", "--manifest", tiles / "manifest.json", "--tiles", masks, "--out", self.path(L.SLIDE_MASK),
+                  "--report", self.path(L.STITCH_REPORT), "--preview", self.path(L.PREVIEW))
 
     def cell_bin(self) -> None:
-        from csrefiner.stereo.run import cgef
+        csrefiner("cgef", "--matrix", self.path(L.GEM), "--mask", self.path(L.SLIDE_MASK), "--out", self.path(L.GEF),
+                  "--h5ad", self.path(L.H5AD))
 
-        stereo = self.out / "stereo"
-        stereo.mkdir()
-        m = cgef(self.out / "data" / "slide.gem.gz", self.out / "wsi" / "slide-mask.ome.tif",
-                 stereo / "demo.cellbin.gef", h5ad=stereo / "demo.h5ad")
-        s = m.stats
-        self.info["stereo"] = {"cells": int(m.n_cells), "genes": int(m.n_genes), "records": int(s["records"]),
-                               "total_count": int(s["total_count"]), "count_in_cells": int(s["cell_count"])}
+    def write_run_record(self) -> None:
+        from csrefiner.demo.summary import machine
+
+        record = {"runner": "csrefiner demo run", "timings": self.times.steps, "total": self.times.total(),
+                  "skipped_models": self.skipped, "machine": machine()}
+        (self.out / RUN_JSON).write_text(json.dumps(record, indent=2) + "\n")
 
     # -- the whole run ---------------------------------------------------------------------------------------
-    def run(self) -> dict:
+    def run(self) -> None:
         steps = [
             ("generate data (slide, patches, GEM)", self.make_data),
             ("check model backends", self.check_models),
@@ -273,7 +203,7 @@ class Flow:
         for name, fn in steps:
             with self.times.step(name):
                 fn()
-        return self.info
+        self.write_run_record()
 
 
 def prepare_out(out: Path, force: bool) -> Path:

@@ -81,29 +81,40 @@ def gain_lines(summary: dict) -> str:
     return "".join(out)
 
 
-def provenance(summary: dict) -> str:
+def step_times(summary: dict) -> str:
+    if not summary["timings"]:  # the pipeline: Nextflow's own trace has the times
+        return ("<h3>Step times</h3><p>Run by the pipeline: each step's time is in Nextflow's "
+                "<code>pipeline_info/</code> (execution trace, report and timeline).</p>")
     times = "".join(f"<tr><td>{esc(t['step'])}</td>{num(t['wall_s'], f'timings/{i}/wall_s', 1)}"
                     f"{num(t['cpu_s'], f'timings/{i}/cpu_s', 1)}</tr>" for i, t in enumerate(summary["timings"]))
     tot = summary["total"]
     times += f"<tr><th>total</th>{num(tot['wall_s'], 'total/wall_s', 1)}{num(tot['cpu_s'], 'total/cpu_s', 1)}</tr>"
-    versions = "".join(f"<tr><td>{esc(k)}</td><td>{esc(v)}</td></tr>" for k, v in summary["versions"].items())
-    cfg = "".join(f"<tr><td>{esc(k)}</td><td>{esc(v)}</td></tr>" for k, v in summary["config"].items())
+    return ("<h3>Step times</h3><p>Wall-clock time, and the CPU time of the demo's process (all threads): on a "
+            "shared machine the wall time is inflated by other processes, while CPU time / number of cores "
+            f"estimates an idle run. Machine: {esc(summary['machine'])}.</p>"
+            f"<table><tr><th>step</th><th>wall s</th><th>CPU s</th></tr>{times}</table>")
+
+
+def rows(items) -> str:
+    return "".join(f"<tr><td>{esc(k)}</td><td>{esc(v)}</td></tr>" for k, v in items)
+
+
+def provenance(summary: dict) -> str:
     models = []
     for m, info in summary["models"].items():
-        for stage in ("baseline", "fine-tuned"):
-            s = info.get(stage)
-            if s:
-                models.append(f"<tr><td>{esc(m)} {stage}</td><td>{esc(s['source'])}</td><td>{esc(s.get('epochs_run', '-'))}</td>"
-                              f"<td>{esc(s.get('lr', '-'))}</td><td>{esc(s.get('best_epoch', '-'))}</td>"
-                              f"<td>{esc(s.get('train_seconds', '-'))}</td><td>{esc(s.get('path', ''))}</td></tr>")
+        for stage, s in info.items():
+            models.append(f"<tr><td>{esc(m)}-{esc(stage)}</td><td>{esc(s['source'])}</td><td>{esc(s.get('epochs_run', '-'))}</td>"
+                          f"<td>{esc(s.get('lr', '-'))}</td><td>{esc(s.get('best_epoch', '-'))}</td>"
+                          f"<td>{esc(s.get('train_seconds', '-'))}</td><td>{esc(s.get('path', ''))}</td></tr>")
+    options = rows(summary["options"].items()) + rows((f"{step}: {b}", o) for step, knobs in summary["backend_options"].items()
+                                                     for b, o in knobs.items())
     return (
-        "<h3>Step times</h3><p>Wall-clock time, and the CPU time of the demo's process (all threads): on a shared "
-        "machine the wall time is inflated by other processes, while CPU time / number of cores estimates an idle "
-        f"run. Machine: {esc(summary['machine'])}.</p>"
-        f"<table><tr><th>step</th><th>wall s</th><th>CPU s</th></tr>{times}</table>"
-        "<h3>Models</h3><table><tr><th>model</th><th>how</th><th>epochs run</th><th>lr</th><th>best epoch</th>"
+        f"<p>Run by <code>{esc(summary['runner'])}</code>.</p>" + step_times(summary)
+        + "<h3>Models</h3><table><tr><th>model</th><th>how</th><th>epochs run</th><th>lr</th><th>best epoch</th>"
         f"<th>training s</th><th>folder</th></tr>{''.join(models)}</table>"
-        f"<h3>Parameters and seeds</h3><table>{cfg}</table><h3>Versions</h3><table>{versions}</table>"
+        f"<h3>Step options (data/demo.json)</h3><table>{options}</table>"
+        f"<h3>Parameters and seeds</h3><table>{rows(summary['config'].items())}</table>"
+        f"<h3>Versions</h3><table>{rows(summary['versions'].items())}</table>"
     )
 
 
@@ -149,7 +160,7 @@ def slide_section(summary: dict) -> str:
         f"<table><tr><th>slide region</th><th>F1 (IoU 0.5)</th></tr>{f1}</table>"
         f"<p>Cell-bin matrix from the generated GEM: <span data-k='stereo/cells'>{st['cells']}</span> cells x "
         f"{st['genes']} genes; {st['count_in_cells']:,} of {st['total_count']:,} counts fall in cells. Files: "
-        "<code>stereo/demo.cellbin.gef</code>, <code>stereo/demo.h5ad</code>.</p>"
+        "<code>stereo/slide.cellbin.gef</code>, <code>stereo/slide.h5ad</code>.</p>"
     )
 
 

@@ -17,6 +17,7 @@ BACKENDS = {
     "cpsam": "cpsam",  # Cellpose 4, Cellpose-SAM
     "stardist": "stardist",  # StarDist 2D (tensorflow)
     "cellbin": "cellbin",  # CellBin BCDU-Net (tensorflow), STOmics SAW
+    "watershed": "watershed",  # classical, no weights: a reference / second opinion, not trainable
 }
 
 

@@ -20,7 +20,7 @@ from csrefiner.models.augment import Augment
 from csrefiner.models.base import Pretrained, TrainParams
 from csrefiner.models.card import CARD, CARD_VERSION, plot_loss_curve, versions, write_json
 from csrefiner.models.data import Sample, check_training_set, read_folder, split
-from csrefiner.models.training import fit, validation_scores
+from csrefiner.models.training import fit, seed_frameworks, validation_scores
 
 STAINS = ("ss", "he")
 
@@ -87,6 +87,7 @@ def finetune(
     lr = params.lr or backend.default_lr[0 if base.scratch else 1]
     start = time.perf_counter()
     with atomic_dir(out, force=force) as tmp:
+        seed_frameworks(params.seed, backend.requires)
         trainer = backend.trainer(base, params, train, val)
         result = fit(trainer, train, val, params, lr, tmp / ".best", gamma, report)
         trainer.save(tmp)

@@ -1,6 +1,8 @@
 """The training loop every backend shares (the backend only trains one epoch and saves/restores weights).
 
 What CSRefiner's scripts get wrong is fixed once, here:
+- the frameworks are seeded before a network is built (`seed_frameworks`: a new network's random weights are
+  the same on every run with the same --seed),
 - the epoch order is seeded (a permutation, or class-weighted draws with replacement when corrected "hard"
   and pseudo-labelled "easy" patches are mixed: `csrefiner.hitl.sampling`),
 - the learning rate decays: linear warm-up, then cosine decay to 1% of the base rate, over the planned epochs,
@@ -23,6 +25,23 @@ from csrefiner.hitl.sampling import sample_weights, weighted_order
 from csrefiner.metrics.matching import MatchCounts, match_counts
 from csrefiner.metrics.overlap import label_overlap
 from csrefiner.models.base import Segmenter, Trainer, TrainParams
+
+
+def seed_frameworks(seed: int, frameworks: tuple[str, ...]) -> None:
+    """Seed Python, NumPy and the backend's frameworks (torch, tensorflow), so random initial weights and any
+    global-RNG draws repeat; only frameworks the backend needs are imported."""
+    import random
+
+    random.seed(seed)
+    np.random.seed(seed)
+    if "torch" in frameworks:
+        import torch
+
+        torch.manual_seed(seed)
+    if "tensorflow" in frameworks:
+        import tensorflow as tf
+
+        tf.random.set_seed(seed)
 
 
 @dataclass

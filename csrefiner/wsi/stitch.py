@@ -28,9 +28,10 @@ OME-TIFF band by band. Every tile is validated before anything is written.
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -38,7 +39,7 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
 from csrefiner.errors import CsrefinerError
-from csrefiner.io import check_writable, read_labels
+from csrefiner.io import atomic_path, check_writable, read_labels
 from csrefiner.io.pairing import index_by_key, list_images, parse_coords, role
 from csrefiner.progress import track
 from csrefiner.wsi.manifest import Manifest
@@ -56,6 +57,12 @@ class StitchReport:
     matched: int  # objects seen by several tiles and matched across seams
     assembled: int  # objects that no tile saw whole, assembled from core pieces
     dropped: int  # whole views dropped because the owning tile did not match them
+
+
+def write_stitch_report(report: StitchReport, path: str | os.PathLike, force: bool = False) -> Path:
+    with atomic_path(path, force=force) as tmp:
+        tmp.write_text(json.dumps({k: str(v) if k == "path" else v for k, v in asdict(report).items()}, indent=2) + "\n")
+    return Path(path)
 
 
 def find_tile_masks(manifest: Manifest, tiles_dir: str | os.PathLike) -> list[Path]:

@@ -4,7 +4,7 @@ process SEGMENT {
     label 'process_gpu'
 
     input:
-    tuple val(meta), path(model), path(images, stageAs: 'input/*')
+    tuple val(meta), path(model, stageAs: 'model/*'), path(images, stageAs: 'input/*')
     path model_cache
 
     output:

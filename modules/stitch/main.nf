@@ -9,6 +9,8 @@ process STITCH {
 
     output:
     tuple val(meta), path("${prefix}-mask.tif"), emit: mask
+    tuple val(meta), path("${prefix}-stitch.json"), emit: report
+    tuple val(meta), path("${prefix}-preview.png"), emit: preview
     path "versions.yml", emit: versions
 
     script:
@@ -18,7 +20,7 @@ process STITCH {
     export HOME="\$PWD/.home" MPLCONFIGDIR="\$PWD/.home/matplotlib" NUMBA_CACHE_DIR="\$PWD/.home/numba"
     export CELLPOSE_LOCAL_MODELS_PATH="\$PWD/.home/cellpose" KERAS_HOME="\$PWD/.home/keras"
     mkdir -p "\$MPLCONFIGDIR" "\$NUMBA_CACHE_DIR" "\$CELLPOSE_LOCAL_MODELS_PATH" "\$KERAS_HOME"
-    csrefiner stitch --manifest ${manifest} --tiles tiles --out ${prefix}-mask.tif ${args}
+    csrefiner stitch --manifest ${manifest} --tiles tiles --out ${prefix}-mask.tif --report ${prefix}-stitch.json --preview ${prefix}-preview.png ${args}
 
     cat <<-END_VERSIONS > versions.yml
     "${task.process}":
@@ -29,7 +31,7 @@ process STITCH {
     stub:
     prefix = task.ext.prefix ?: "${meta.id}"
     """
-    touch ${prefix}-mask.tif
+    touch ${prefix}-mask.tif ${prefix}-stitch.json ${prefix}-preview.png
 
     cat <<-END_VERSIONS > versions.yml
     "${task.process}":

@@ -35,5 +35,7 @@ workflow SEGMENT_SLIDE {
 
     emit:
     mask     = STITCH.out.mask     // [meta, whole-slide uint32 mask]
+    report   = STITCH.out.report   // [meta, stitch counts (JSON)]
+    preview  = STITCH.out.preview  // [meta, PNG overview]
     versions = TILE.out.versions.mix(SEGMENT_TILES.out.versions, STITCH.out.versions)
 }

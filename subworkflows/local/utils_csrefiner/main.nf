@@ -5,7 +5,7 @@
 
 // `cellpose:cyto3,stardist:scratch,cellpose:/models/mine` -> one meta map per model
 def parseModels(String spec) {
-    def backends = ['cellpose', 'cpsam', 'cellvit', 'stardist', 'cellbin']
+    def backends = ['cellpose', 'cpsam', 'cellvit', 'stardist', 'cellbin']  // trainable (not watershed)
     def defaults = [cellpose: 'cyto3', cpsam: 'cpsam', cellvit: 'CellViT-256-x40', stardist: '2D_versatile_fluo', cellbin: 'cellseg_bcdu_SHDI_221008_tf.hdf5']
     def models = spec.tokenize(',').collect { item -> item.trim() }.findAll { item -> item }.collect { item ->
         def parts = item.split(':', 2)
@@ -60,4 +60,23 @@ def splitPatches(List pairs, int every) {
     def val = []
     sorted.eachWithIndex { pair, i -> (isVal[i] ? val : train).addAll([pair[1], pair[2]]) }
     return [train, val]
+}
+
+// The demo's options for one step of one model: demo.json's step options plus the backend's knobs for it
+def demoArgs(Map spec, String step, String backend) {
+    return [spec.options[step], spec.backend_options[step]?.get(backend) ?: ''].join(' ').trim()
+}
+
+// The fine-tuned model with the highest macro F1 in an evaluation summary.json (ties: first by name), as
+// csrefiner/demo/summary.py best_model chooses it
+def bestModel(summaryJson, List ids) {
+    def methods = new groovy.json.JsonSlurper().parseText(summaryJson.text).methods ?: [:]
+    def best = null
+    ids.sort(false).each { id ->
+        def f1 = methods["${id}-finetuned"]?.macro?.f1 ?: 0  // a -stub run's summary is empty
+        if (best == null || f1 > best[1]) {
+            best = [id, f1]
+        }
+    }
+    return best[0]
 }

@@ -1,0 +1,42 @@
+// The demo's simulated annotator: each suggested patch gets its ground truth in place of the consensus mask
+// (`csrefiner demo annotate`). With real data, a person corrects these patches instead (QuPath, `annotations`).
+process DEMO_ANNOTATE {
+    tag "${meta.id}"
+    label 'process_single'
+    label 'csrefiner_base'
+
+    input:
+    tuple val(meta), path(suggested), path(data)
+
+    output:
+    tuple val(meta), path("${prefix}"), emit: dir
+    tuple val(meta), path("${prefix}/*.tif"), emit: patches
+    path "versions.yml", emit: versions
+
+    script:
+    def args = task.ext.args ?: ''
+    prefix = task.ext.prefix ?: "annotated"
+    """
+    export HOME="\$PWD/.home" MPLCONFIGDIR="\$PWD/.home/matplotlib" NUMBA_CACHE_DIR="\$PWD/.home/numba"
+    export CELLPOSE_LOCAL_MODELS_PATH="\$PWD/.home/cellpose" KERAS_HOME="\$PWD/.home/keras"
+    mkdir -p "\$MPLCONFIGDIR" "\$NUMBA_CACHE_DIR" "\$CELLPOSE_LOCAL_MODELS_PATH" "\$KERAS_HOME"
+    csrefiner demo annotate --suggested ${suggested} --data ${data} --out ${prefix} ${args}
+
+    cat <<-END_VERSIONS > versions.yml
+    "${task.process}":
+        csrefiner: \$(csrefiner --version | sed 's/^csrefiner //')
+    END_VERSIONS
+    """
+
+    stub:
+    prefix = task.ext.prefix ?: "annotated"
+    """
+    mkdir -p ${prefix}
+    touch ${prefix}/demo-x0_y0_w64_h64-img.tif ${prefix}/demo-x0_y0_w64_h64-mask.tif
+
+    cat <<-END_VERSIONS > versions.yml
+    "${task.process}":
+        csrefiner: \$(csrefiner --version | sed 's/^csrefiner //')
+    END_VERSIONS
+    """
+}

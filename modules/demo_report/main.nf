@@ -1,0 +1,42 @@
+// The demo's report: every step's outputs staged into the run layout of csrefiner/demo/layout.py, then
+// summary.json, figures/ and one self-contained report.html (`csrefiner demo report`).
+process DEMO_REPORT {
+    tag "${meta.id}"
+    label 'process_single'
+    label 'csrefiner_base'
+
+    input:
+    tuple val(meta), path(data), path(models, stageAs: 'models/*'), path(suggested, stageAs: 'suggest'), path(annotated, stageAs: 'annotated'), path(evaluations, stageAs: 'evaluation/*'), path(hard_preds, stageAs: 'predictions/heldout_hard/*'), path(real_preds, stageAs: 'predictions/real/*'), path(wsi, stageAs: 'wsi/*'), path(stereo, stageAs: 'stereo/*')
+
+    output:
+    tuple val(meta), path("report.html"), emit: html
+    tuple val(meta), path("summary.json"), emit: summary
+    tuple val(meta), path("figures"), emit: figures
+    path "versions.yml", emit: versions
+
+    script:
+    def args = task.ext.args ?: ''
+    """
+    export HOME="\$PWD/.home" MPLCONFIGDIR="\$PWD/.home/matplotlib" NUMBA_CACHE_DIR="\$PWD/.home/numba"
+    export CELLPOSE_LOCAL_MODELS_PATH="\$PWD/.home/cellpose" KERAS_HOME="\$PWD/.home/keras"
+    mkdir -p "\$MPLCONFIGDIR" "\$NUMBA_CACHE_DIR" "\$CELLPOSE_LOCAL_MODELS_PATH" "\$KERAS_HOME"
+    csrefiner demo report --run . ${args}
+
+    cat <<-END_VERSIONS > versions.yml
+    "${task.process}":
+        csrefiner: \$(csrefiner --version | sed 's/^csrefiner //')
+    END_VERSIONS
+    """
+
+    stub:
+    """
+    mkdir -p figures
+    echo '<!DOCTYPE html><html></html>' > report.html
+    echo '{}' > summary.json
+
+    cat <<-END_VERSIONS > versions.yml
+    "${task.process}":
+        csrefiner: \$(csrefiner --version | sed 's/^csrefiner //')
+    END_VERSIONS
+    """
+}

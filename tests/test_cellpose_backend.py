@@ -19,8 +19,8 @@ from csrefiner.metrics.matching import matching
 from csrefiner.models import get_backend
 from csrefiner.models.base import Pretrained, TrainParams
 from csrefiner.models.data import read_folder
-from csrefiner.synth import EASY, HARD, nuclei_image
-from conftest import pooled_f1, write_patches
+from csrefiner.synth import EASY, nuclei_image
+from conftest import domain_patches, pooled_f1
 
 SMALL_NET = "nbase=2,16,32,64,256"  # 1.2M parameters: trains on 2 CPU cores in about a minute
 
@@ -28,15 +28,7 @@ SMALL_NET = "nbase=2,16,32,64,256"  # 1.2M parameters: trains on 2 CPU cores in 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
     root = tmp_path_factory.mktemp("cellpose")
-    return {
-        "root": root,
-        "train": write_patches(root / "easy_train", EASY, 8, seed=1),
-        "val": write_patches(root / "easy_val", EASY, 2, seed=50),
-        "test": write_patches(root / "easy_test", EASY, 3, seed=80),
-        "hard_train": write_patches(root / "hard_train", HARD, 8, seed=101),
-        "hard_val": write_patches(root / "hard_val", HARD, 2, seed=150),
-        "hard_test": write_patches(root / "hard_test", HARD, 3, seed=180),
-    }
+    return domain_patches(root)
 
 
 @pytest.fixture(scope="module")

@@ -104,6 +104,45 @@ def segment(flow: Flow, process: str, meta: dict, model_dir: Path | None, images
     )
 
 
+def finetune_task(flow: Flow, process: str, meta: dict, train: list[Path], val: list[Path], base: Path | None) -> Path:
+    out = flow.task(process, "finetune", meta,
+                    {"train": "train", "val": "val" if val else "", "base_model": base.name if base else "",
+                     "model_cache": ""},
+                    {"train": train, "val": val, "": [base] if base else []},
+                    defs={"pretrained": base.name if base else meta["pretrained"], "device": "cpu", "cache_dir": "",
+                          "val_arg": "--val val" if val else ""})
+    return out["model"][0]
+
+
+def segment_slide(flow: Flow, slide: dict, image: Path, model: dict, model_dir: Path | None,
+                  per_task: int) -> dict | None:
+    """SEGMENT_SLIDE: TILE, one SEGMENT_TILES task per `per_task` tiles, regrouped per slide, STITCH; the
+    stitched outputs (None when a step was skipped)."""
+    if not flow.ready("TILE", "tile"):
+        return None
+    tiled = flow.task("TILE", "tile", slide, {"image": image.name}, {"": [image]})
+    tiles = sorted(tiled["tiles"], key=lambda t: t.name)
+    batches = [tiles[i: i + per_task] for i in range(0, len(tiles), per_task)]
+    assert len(batches) > 1, "the test profile should make several tile batches"
+    tile_masks = []
+    for i, batch in enumerate(batches):
+        if flow.ready("SEGMENT_TILES", "segment", model_dir):
+            meta = {**slide, "id": f"{slide['id']}.b{i}", "slide": slide, "batches": len(batches),
+                    "backend": model["backend"], "model_name": model["model_name"]}
+            tile_masks += segment(flow, "SEGMENT_TILES", meta, model_dir, batch)["masks"]
+    if not tile_masks:
+        flow.skipped.append("STITCH (no tile masks)")
+        return None
+    if not flow.ready("STITCH", "stitch"):
+        return None
+    manifest = tiled["manifest"][0]
+    stitched = flow.task("STITCH", "stitch", slide, {"manifest": manifest.name, "tiles": "tiles"},
+                         {"": [manifest], "tiles": sorted(tile_masks, key=lambda t: t.name)})
+    labels = read_labels(stitched["mask"][0])
+    assert labels.dtype == np.uint32 and labels.shape == read_image(image).shape[:2]
+    return stitched
+
+
 def test_models_profile_flow(tmp_path):
     P = pipeline_params("test_models")
     flow = Flow(tmp_path, P)
@@ -131,11 +170,7 @@ def test_models_profile_flow(tmp_path):
     tuned = {}
     for m in models:
         if flow.ready("FINETUNE", "finetune"):
-            out = flow.task("FINETUNE", "finetune", m,
-                            {"train": "train", "val": "val", "base_model": "", "model_cache": ""},
-                            {"train": train, "val": val},
-                            defs={"pretrained": m["pretrained"], "device": "cpu", "cache_dir": "", "val_arg": "--val val"})
-            tuned[m["id"]] = out["model"][0]
+            tuned[m["id"]] = finetune_task(flow, "FINETUNE", m, train, val, None)
             assert (tuned[m["id"]] / "model.json").is_file()
     preds = []
     for m in models:  # `before` needs a pretrained model: the test profile trains from scratch
@@ -154,26 +189,8 @@ def test_models_profile_flow(tmp_path):
     # --- SEGMENT_SLIDE: tile, one task per batch of tiles, regroup, stitch
     slide = {"id": "slideA"}
     slide_model = next(m for m in models if m["id"] == P["slide_model"]) if P.get("slide_model") else models[0]
-    mask = None
-    if flow.ready("TILE", "tile"):
-        tiled = flow.task("TILE", "tile", slide, {"image": slide_image.name}, {"": [slide_image]})
-        manifest, tiles = tiled["manifest"][0], sorted(tiled["tiles"], key=lambda t: t.name)
-        batches = [tiles[i: i + P["tiles_per_task"]] for i in range(0, len(tiles), P["tiles_per_task"])]
-        tile_masks = []
-        for i, batch in enumerate(batches):
-            if flow.ready("SEGMENT_TILES", "segment", tuned.get(slide_model["id"])):
-                meta = {**slide, "id": f"slideA.b{i}", "slide": slide, "batches": len(batches),
-                        "backend": slide_model["backend"], "model_name": slide_model["model_name"]}
-                tile_masks += segment(flow, "SEGMENT_TILES", meta, tuned[slide_model["id"]], batch)["masks"]
-        if len(batches) > 1 and tile_masks and flow.ready("STITCH", "stitch"):
-            stitched = flow.task("STITCH", "stitch", slide, {"manifest": manifest.name, "tiles": "tiles"},
-                                 {"": [manifest], "tiles": sorted(tile_masks, key=lambda t: t.name)})
-            mask = stitched["mask"][0]
-            labels = read_labels(mask)
-            assert labels.dtype == np.uint32 and labels.shape == read_image(slide_image).shape[:2]
-        elif not tile_masks:
-            flow.skipped.append("STITCH (no tile masks)")
-        assert len(batches) > 1, "the test profile should make several tile batches"
+    stitched = segment_slide(flow, slide, slide_image, slide_model, tuned.get(slide_model["id"]), P["tiles_per_task"])
+    mask = stitched["mask"][0] if stitched else None
 
     # --- CGEF
     if flow.ready("CGEF", "cgef", mask):
@@ -219,16 +236,6 @@ def report_skips(flow: Flow) -> None:
 def demo_args(spec: dict, step: str, backend: str) -> str:
     """utils_csrefiner demoArgs."""
     return " ".join([spec["options"][step], spec["backend_options"][step].get(backend, "")]).strip()
-
-
-def finetune_task(flow: Flow, process: str, meta: dict, train: list[Path], val: list[Path], base: Path | None) -> Path:
-    out = flow.task(process, "finetune", meta,
-                    {"train": "train", "val": "val" if val else "", "base_model": base.name if base else "",
-                     "model_cache": ""},
-                    {"train": train, "val": val, "": [base] if base else []},
-                    defs={"pretrained": base.name if base else meta["pretrained"], "device": "cpu", "cache_dir": "",
-                          "val_arg": "--val val" if val else ""})
-    return out["model"][0]
 
 
 def test_demo_profile_flow(tmp_path):
@@ -295,17 +302,7 @@ def test_demo_profile_flow(tmp_path):
 
     # SEGMENT_SLIDE with the best model, CGEF
     slide = {"id": "slide"}
-    tiled = flow.task("TILE", "tile", slide, {"image": data["slide"][0].name}, {"": data["slide"]})
-    tiles = sorted(tiled["tiles"], key=lambda t: t.name)
-    batches = [tiles[i: i + P["tiles_per_task"]] for i in range(0, len(tiles), P["tiles_per_task"])]
-    assert len(batches) > 1, "the test profile should make several tile batches"
-    tile_masks = []
-    for i, batch in enumerate(batches):
-        meta = {**slide, "id": f"slide.b{i}", "slide": slide, "batches": len(batches), **{
-            k: slide_model[0][k] for k in ("backend", "model_name")}}
-        tile_masks += segment(flow, "SEGMENT_TILES", meta, slide_model[1], batch)["masks"]
-    stitched = flow.task("STITCH", "stitch", slide, {"manifest": tiled["manifest"][0].name, "tiles": "tiles"},
-                         {"": tiled["manifest"], "tiles": sorted(tile_masks, key=lambda t: t.name)})
+    stitched = segment_slide(flow, slide, data["slide"][0], slide_model[0], slide_model[1], P["tiles_per_task"])
     cgef = flow.task("CGEF", "cgef", slide, {"mask": stitched["mask"][0].name, "matrix": data["gem"][0].name},
                      {"": [stitched["mask"][0], data["gem"][0]]})
 

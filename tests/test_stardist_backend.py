@@ -10,7 +10,6 @@ The network is the smallest that learns generated nuclei in about a hundred step
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -23,8 +22,7 @@ from csrefiner.metrics.matching import matching
 from csrefiner.models import get_backend
 from csrefiner.models.base import Pretrained, TrainParams
 from csrefiner.models.data import read_folder
-from csrefiner.synth import EASY, HARD
-from conftest import pooled_f1, write_patches as _write_patches
+from conftest import domain_patches, pooled_f1
 
 SIZE = 96
 CROPS = ("--option", "patch_size=64", "--option", "repeats=8")  # 8 random 64 px crops per patch and epoch
@@ -32,22 +30,10 @@ SMALL = ("--option", "n_rays=16", "--option", "unet_n_filter_base=16", *CROPS)
 SMALL_OPTIONS = {"n_rays": "16", "unet_n_filter_base": "16", "patch_size": "64", "repeats": "8"}
 
 
-def write_patches(folder: Path, style, n: int, seed: int, size: int = SIZE) -> Path:
-    return _write_patches(folder, style, n, seed, size)
-
-
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
     root = tmp_path_factory.mktemp("stardist")
-    return {
-        "root": root,
-        "train": write_patches(root / "easy_train", EASY, 8, seed=1),
-        "val": write_patches(root / "easy_val", EASY, 2, seed=50),
-        "test": write_patches(root / "easy_test", EASY, 3, seed=80),
-        "hard_train": write_patches(root / "hard_train", HARD, 8, seed=101),
-        "hard_val": write_patches(root / "hard_val", HARD, 2, seed=150),
-        "hard_test": write_patches(root / "hard_test", HARD, 3, seed=180),
-    }
+    return domain_patches(root, SIZE)
 
 
 @pytest.fixture(scope="module")

@@ -54,7 +54,8 @@ def run(
     """Baseline -> suggest -> fine-tune -> evaluate before/after -> whole slide -> cgef + h5ad; report.html."""
     from csrefiner.demo import run_demo
 
-    summary = run_demo(out, _config(quick, models, epochs, patches, pretrained, seed, tile, overlap), force=force, say=typer.echo)
+    cfg = _config(quick, models, epochs, patches, pretrained, seed, tile, overlap)
+    summary = run_demo(out, cfg, force=force, say=typer.echo)
     for m, g in summary["gain"].items():
         typer.echo(f"{m}: F1 on held-out hard patches {g['f1_before']:.3f} -> {g['f1_after']:.3f} "
                    f"(gain {g['f1_gain']:+.3f}, Wilcoxon p {g['p_value']:.3g}, n {g['n_images']})")

@@ -64,10 +64,6 @@ def heldout_boxes(cfg: DemoConfig) -> list[Box]:
     return grid_boxes(cfg, range(cfg.pool_rows, cfg.rows), range(cfg.easy_cols, cfg.easy_cols + cfg.hard_cols))
 
 
-def in_hard_region(cfg: DemoConfig, x: int, w: int) -> bool:
-    return x + w / 2 >= cfg.hard_x0
-
-
 def write_patches(folder: Path, image: np.ndarray, labels: np.ndarray, boxes: list[Box], slide: str = SLIDE) -> list[str]:
     """`<slide>-x.._y.._w.._h..-img.tif` + `-mask.tif` (labels renumbered 1..n inside the patch)."""
     folder.mkdir(parents=True, exist_ok=True)

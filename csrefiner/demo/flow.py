@@ -24,6 +24,7 @@ from csrefiner.io import check_writable
 from csrefiner.models import get_backend
 
 RUN_JSON = "run.json"  # what only `demo run` knows: step times, skipped models, the machine
+WATERSHED_ARGS = ["--model", "watershed"]
 
 
 def backend_problem(name: str) -> str | None:
@@ -76,7 +77,7 @@ class Flow:
         self.times = StepTimes(say)
         self.models: list[str] = []
         self.skipped: dict[str, str] = {}
-        self.base: dict[str, list[str]] = {}  # model -> `segment` arguments of its baseline
+        self.cached: dict[str, str] = {}  # model -> its baseline's pretrained name (others: models/<m>-baseline)
         self.spec: dict = {}
 
     def path(self, rel: str) -> Path:
@@ -96,12 +97,13 @@ class Flow:
         self.spec = write_demo_data(self.path(L.DATA), self.cfg)
 
     def check_models(self) -> None:
-        names = list(self.cfg.models)
-        if AUTO in names:  # the installed backends the demo has small-network knobs for
-            names.remove(AUTO)
-            names += [b for b in self.cfg.options if b not in names and backend_problem(b) is None]
-        for name in names:
+        names = [n for n in self.cfg.models if n != AUTO]
+        # auto: the backends the demo has small-network knobs for, those installed (no note for the others)
+        auto = [b for b in self.cfg.options if b not in names] if AUTO in self.cfg.models else []
+        for name in names + auto:
             problem = backend_problem(name)
+            if problem and name in auto:
+                continue
             if problem:
                 self.skipped[name] = problem
                 self.say(f"[demo] skipping model '{name}': {problem}")
@@ -117,30 +119,39 @@ class Flow:
             name = cached_default(m) if name is None else name
             if name and name != "scratch":
                 get_backend(m).resolve(name)  # a clear error when it is not in the local cache
-                self.base[m] = ["--model", f"{m}:{name}"]
+                self.cached[m] = name
                 self.say(f"[demo] {m} baseline: pretrained {name} from the local cache")
                 continue
             folder = self.path(L.model_dir(m, L.BASELINE))
             csrefiner("finetune", "--model", m, "--train", self.path(L.EASY_TRAIN), "--val", self.path(L.EASY_VAL),
                       "--pretrained", "scratch", "--out", folder, *self.train_opts("baseline", m))
-            self.base[m] = ["--model-dir", folder]
+
+    def baseline(self, m: str) -> list[str]:
+        """`segment` arguments of model m's baseline."""
+        if m in self.cached:
+            return ["--model", f"{m}:{self.cached[m]}"]
+        return ["--model-dir", self.path(L.model_dir(m, L.BASELINE))]
 
     def tuned(self, m: str) -> list[str]:
         return ["--model-dir", self.path(L.model_dir(m, L.FINETUNED))]
 
-    def segment(self, model_args: list[str], images: Path, out: Path, *extra) -> Path:
-        csrefiner("segment", *model_args, "--input", images, "--out", out, "--device", "cpu", *extra)
-        return out
+    def segment_all(self, runs: dict[str, list[str]], images: Path, tag: str) -> list:
+        """Segment `images` with every run (name -> `segment` model arguments) into predictions/<tag>/<name>;
+        the `--pred` arguments, in name order (each opinion's name is its folder's, as in the pipeline)."""
+        preds = []
+        for name in sorted(runs):
+            out = self.path(L.predictions(tag, name))
+            csrefiner("segment", *runs[name], "--input", images, "--out", out, "--device", "cpu")
+            preds += ["--pred", out]
+        return preds
 
     # -- suggest + annotate ----------------------------------------------------------------------------------
     def suggest_patches(self) -> None:
         tiles = self.path(L.POOL_TILES)
         csrefiner("tile", "--image", self.path(L.POOL), "--out", tiles, *self.opts("pool_tile"))
-        opinions = {L.method(m, L.BASELINE): self.base[m] for m in self.models}
-        opinions[L.WATERSHED] = ["--model", "watershed"]  # the second opinion (with one model, the only one)
-        preds = []
-        for name in sorted(opinions):  # each opinion's name is its folder's (as in the pipeline)
-            preds += ["--pred", self.segment(opinions[name], tiles, self.path(L.predictions("pool", name)))]
+        opinions = {L.method(m, L.BASELINE): self.baseline(m) for m in self.models}
+        opinions[L.WATERSHED] = WATERSHED_ARGS  # the second opinion (with one model, the only one)
+        preds = self.segment_all(opinions, tiles, "pool")
         csrefiner("suggest", *preds, "--image-dir", tiles, "--top", self.cfg.patches, "--out", self.path(L.SUGGEST),
                   *self.opts("suggest"))
         csrefiner("demo", "annotate", "--suggested", self.path(L.SUGGEST), "--data", self.path(L.DATA),
@@ -148,7 +159,7 @@ class Flow:
 
     def fine_tune(self) -> None:
         for m in self.models:
-            base = self.base[m][1] if self.base[m][0] == "--model-dir" else self.base[m][1].partition(":")[2]
+            base = self.cached.get(m) or self.path(L.model_dir(m, L.BASELINE))
             csrefiner("finetune", "--model", m, "--train", self.path(L.ANNOTATED), "--pretrained", base,
                       "--out", self.path(L.model_dir(m, L.FINETUNED)), *self.train_opts("finetune", m))
 
@@ -156,13 +167,11 @@ class Flow:
     def evaluate(self) -> None:
         """Baseline and fine-tuned models (and watershed) on each patch set; paired tests between them."""
         for tag, gt in L.eval_sets(self.out).items():
-            runs = {L.WATERSHED: ["--model", "watershed"]}
+            runs = {L.WATERSHED: WATERSHED_ARGS}
             for m in self.models:
-                runs[L.method(m, L.BASELINE)] = self.base[m]
+                runs[L.method(m, L.BASELINE)] = self.baseline(m)
                 runs[L.method(m, L.FINETUNED)] = self.tuned(m)
-            preds = []
-            for name in sorted(runs):
-                preds += ["--pred", self.segment(runs[name], gt, self.path(L.predictions(tag, name)))]
+            preds = self.segment_all(runs, gt, tag)
             csrefiner("evaluate", "--gt", gt, *preds, "--out", self.path(L.evaluation(tag)), *self.opts("evaluate"))
 
     # -- whole slide + matrix --------------------------------------------------------------------------------
@@ -171,9 +180,9 @@ class Flow:
 
         hard = json.loads((self.path(L.evaluation("heldout_hard")) / "summary.json").read_text())
         m = best_model(hard, self.models)
-        tiles, masks = self.path(L.SLIDE_TILES), self.path(L.predictions("slide", L.method(m, L.FINETUNED)))
+        tiles = self.path(L.SLIDE_TILES)
         csrefiner("tile", "--image", self.path(L.SLIDE_IMAGE), "--out", tiles, *self.opts("slide_tile"))
-        self.segment(self.tuned(m), tiles, masks)
+        _, masks = self.segment_all({L.method(m, L.FINETUNED): self.tuned(m)}, tiles, "slide")
         csrefiner("stitch", "--manifest", tiles / "manifest.json", "--tiles", masks, "--out", self.path(L.SLIDE_MASK),
                   "--report", self.path(L.STITCH_REPORT), "--preview", self.path(L.PREVIEW))
 

@@ -47,9 +47,39 @@ for _name in STEP_MODULES:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Entry point: user errors become one red line on stderr and exit code 2, never a traceback."""
+    """Entry point: every failure becomes one red line on stderr and exit code 2, never a traceback; signals
+    exit 128 + signal; either way no temporary output is left (see csrefiner/cli/boundary.py)."""
+    from typer import exceptions as typer_exc
+    from typer._click import exceptions as click
+
+    from csrefiner.cli import boundary as b
+
+    b.install_signal_handlers()
     try:
-        app(args=argv)
+        code = app(args=argv, prog_name="csrefiner", standalone_mode=False)
+    except b.Interrupted as exc:
+        b.stop(exc.signum)
+    except KeyboardInterrupt:
+        b.stop(2)
     except CsrefinerError as exc:
-        typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
-        sys.exit(2)
+        b.fail(str(exc))
+    except click.NoArgsIsHelpError as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except click.UsageError as exc:
+        b.fail(b.usage_line(exc))
+    except click.ClickException as exc:
+        b.fail(b.one_line(exc.format_message()))
+    except typer_exc.Abort as exc:  # typer turns EOFError (a truncated gzip, ...) into Abort
+        b.fail(b.damaged_line(exc.__cause__) if exc.__cause__ else "aborted")
+    except OSError as exc:
+        b.fail(b.damaged_line(exc) if b.is_damaged_file(exc) and not exc.errno else b.os_error_line(exc))
+    except MemoryError:
+        b.fail("out of memory; run on a machine with more memory or on smaller inputs (e.g. smaller tiles)")
+    except Exception as exc:
+        if not b.is_damaged_file(exc):
+            raise
+        b.fail(b.damaged_line(exc))
+    finally:
+        b.remove_temps()
+    sys.exit(code if isinstance(code, int) else 0)

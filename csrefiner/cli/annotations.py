@@ -56,7 +56,9 @@ def to_geojson(
     from csrefiner.errors import CsrefinerError
     from csrefiner.hitl.annotations import parse_color
     from csrefiner.hitl.annotations import to_geojson as run
+    from csrefiner.io import check_outputs
 
+    check_outputs([mask], [out])
     if object_type not in ("annotation", "detection"):
         raise CsrefinerError(f"--object-type {object_type!r}: choose annotation or detection")
     info = run(mask, out, object_type, class_name, parse_color(color), origin, force)

@@ -20,9 +20,11 @@ def cgef(
 ) -> None:
     """Sum every DNB's counts into the cell under it: exact counts, every mask label a cell (touching cells
     stay apart), area and border from the mask; GEF layout as gefpy 1.3.3 writes it, plus /cellBin/label."""
+    from csrefiner.io import check_outputs
     from csrefiner.stereo.run import cgef as run_cgef
     from csrefiner.stereo.run import summary
 
+    check_outputs([matrix, mask], [out, h5ad])
     m = run_cgef(matrix, mask, out, h5ad=h5ad, block_size=block_size, force=force, chunk_rows=chunk_rows)
     for line in summary(m):
         typer.echo(line)

@@ -25,7 +25,9 @@ def consensus(
     """Match objects across models by IoU, keep those found by >= K models, shape them by pixel vote."""
     from csrefiner.cli.evaluate import method_names
     from csrefiner.hitl.batch import consensus_folders
+    from csrefiner.io import check_outputs
 
+    check_outputs([*pred, image_dir], [out])
     names = method_names(pred, name)
     info = consensus_folders(pred, out, names, min_votes, iou, image_dir, skip_missing, force)
     for note in info["skipped"]:

@@ -19,8 +19,10 @@ def crop(
     force: bool = typer.Option(False, "--force", help="Replace an existing output folder."),
 ) -> None:
     """Cut patches; edge patches are padded and named by their valid extent (also listed in crops.json)."""
+    from csrefiner.io import check_outputs
     from csrefiner.wsi.crop import crop_slide
 
+    check_outputs([image, mask], [out])
     records = crop_slide(image, out, size, mask, stride, pad, name, force)
     padded = sum(r["w"] < size or r["h"] < size for r in records)
     typer.echo(f"wrote {len(records)} patches ({padded} padded at the edge) to {out}")

@@ -96,7 +96,9 @@ def annotate(
     from csrefiner.demo import layout as L
     from csrefiner.demo.annotate import annotate as run_annotate
     from csrefiner.demo.data import read_spec
+    from csrefiner.io import check_outputs
 
+    check_outputs([suggested, data_dir], [out])
     spec = read_spec(data_dir)
     info = run_annotate(suggested, data_dir / Path(L.SLIDE_GT).name, spec["config"], out, force)
     typer.echo(f"annotated {info['selected']} patches ({info['in_hard_region']} in the hard block) into {out}")

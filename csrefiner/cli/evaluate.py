@@ -33,10 +33,11 @@ def evaluate(
     force: bool = typer.Option(False, "--force", help="Replace an existing output folder."),
 ) -> None:
     """Match objects one-to-one (as stardist.matching) and report precision, recall, F1, Jaccard, Dice, PQ, AJI+."""
-    from csrefiner.io import check_writable
+    from csrefiner.io import check_outputs, check_writable
     from csrefiner.metrics.evaluate import evaluate_folders
     from csrefiner.metrics.report import write_evaluation
 
+    check_outputs([gt, *pred], [out])
     check_writable(out, force)
     names = method_names(pred, name)
     results = []

@@ -43,8 +43,10 @@ def finetune(
 ) -> None:
     """Fine-tune MODEL on annotated patches; writes weights, model.json, train_log.json and loss_curve.png."""
     from csrefiner.models.base import TrainParams
+    from csrefiner.io import check_outputs
     from csrefiner.models.finetune import finetune as run
 
+    check_outputs([train, val, pseudo], [out])
     params = TrainParams(epochs=epochs, lr=lr, batch_size=batch_size, seed=seed, patience=patience,
                          eval_every=eval_every, stain=stain, device=device, options=parse_options(option))
 

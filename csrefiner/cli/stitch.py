@@ -19,19 +19,21 @@ def stitch(
     force: bool = typer.Option(False, "--force", help="Replace an existing output file."),
 ) -> None:
     """Resolve objects in tile overlaps once (matched across seams, owned by the tile holding their centre)."""
-    from csrefiner.io import check_writable
+    from csrefiner.io import check_outputs, check_writable, outputs_together
     from csrefiner.wsi.manifest import Manifest
     from csrefiner.wsi.preview import write_preview
     from csrefiner.wsi.stitch import stitch_tiles, write_stitch_report
 
+    check_outputs([manifest, tiles], [out, preview, report_json])
     for extra in (preview, report_json):
         if extra is not None:
             check_writable(extra, force)
-    report = stitch_tiles(manifest, tiles, out, force, min_iou)
-    if preview is not None:
-        write_preview(out, Manifest.load(manifest), preview, force)
-    if report_json is not None:
-        write_stitch_report(report, report_json, force)
+    with outputs_together(out, preview, report_json):  # a failed --preview leaves no stitched mask behind
+        report = stitch_tiles(manifest, tiles, out, force, min_iou)
+        if preview is not None:
+            write_preview(out, Manifest.load(manifest), preview, force)
+        if report_json is not None:
+            write_stitch_report(report, report_json, force)
     typer.echo(
         f"wrote {report.objects} objects from {report.tiles} tiles to {out} ({report.matched} matched across "
         f"seams, {report.assembled} assembled from pieces, {report.dropped} unowned duplicates dropped)"

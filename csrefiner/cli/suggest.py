@@ -27,7 +27,9 @@ def suggest(
     """Rank patches by disagreement (1 - mean pairwise F1) and write the top N with the consensus mask."""
     from csrefiner.cli.evaluate import method_names
     from csrefiner.hitl.suggest import suggest_folders
+    from csrefiner.io import check_outputs
 
+    check_outputs([*pred, image_dir], [out])
     names = method_names(pred, name)
     ranking, info = suggest_folders(pred, image_dir, out, names, top, patch_size, min_votes, iou, skip_missing, force)
     for note in info["skipped"]:

@@ -17,8 +17,10 @@ def tile(
     force: bool = typer.Option(False, "--force", help="Replace an existing output folder."),
 ) -> None:
     """Write overlapping tiles of SLIDE and manifest.json (slide shape, tile grid, overlap)."""
+    from csrefiner.io import check_outputs
     from csrefiner.wsi.tile import tile_slide
 
+    check_outputs([image], [out])
     manifest = tile_slide(image, out, tile_size, overlap, name, force)
     rows, cols = manifest.tiles[-1].row + 1, manifest.tiles[-1].col + 1
     typer.echo(f"wrote {rows * cols} tiles ({rows} x {cols}) of {manifest.shape[0]} x {manifest.shape[1]} "

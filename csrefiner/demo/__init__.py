@@ -51,10 +51,12 @@ def run_demo(out: Path, cfg: DemoConfig, force: bool = False, say: Callable[[str
 
     from csrefiner.demo import layout as L
     from csrefiner.demo.flow import Flow, csrefiner, prepare_out
+    from csrefiner.io.atomic import register_temp, unregister_temp
 
     _limit_threads(cfg.threads)
     np.random.seed(cfg.seed)
-    out = prepare_out(Path(out), force)
+    out = register_temp(prepare_out(Path(out), force))  # a run that stops half-way leaves no folder behind
     Flow(out, cfg, say).run()
     csrefiner("demo", "report", "--run", out)
+    unregister_temp(out)
     return json.loads((out / L.SUMMARY).read_text())

@@ -200,8 +200,8 @@ class Flow:
     # -- the whole run ---------------------------------------------------------------------------------------
     def run(self) -> None:
         steps = [
+            ("check model backends", self.check_models),  # first: an unusable --models fails before any work
             ("generate data (slide, patches, GEM)", self.make_data),
-            ("check model backends", self.check_models),
             ("baseline model(s)", self.train_baselines),
             ("suggest patches to annotate", self.suggest_patches),
             ("fine-tune on the annotated patches", self.fine_tune),

@@ -17,7 +17,8 @@ from csrefiner.hitl.geojson import (
     DEFAULT_CLASS, DEFAULT_COLOR, features_to_labels, labels_to_features, read_features, select,
 )
 from csrefiner.io import (
-    atomic_path, check_writable, parse_coords, read_image, read_labels, sample_key, write_image, write_labels,
+    atomic_path, check_outputs, check_writable, outputs_together, parse_coords, read_image, read_labels, sample_key,
+    write_image, write_labels,
 )
 
 ORIGINS = ("image", "slide")
@@ -69,14 +70,16 @@ def to_masks(
     out_dir = Path(out_dir)
     mask_path = check_writable(out_dir / f"{key}-mask.tif", force)
     img_path = check_writable(out_dir / f"{key}-img.tif", force) if with_image else None
+    check_outputs([*geojson, image], [mask_path, img_path])
     pixels = read_image(image)
     offset = origin_offset(image, origin)
     features = [f for path in geojson_files(geojson) for f in read_features(path)]
     chosen, notes = select(features, object_types, classes)
     labels, more = features_to_labels(chosen, pixels.shape[:2], offset, lenient, use_nucleus)
-    write_labels(mask_path, labels, force=force)
-    if img_path is not None:
-        write_image(img_path, pixels, force=force)
+    with outputs_together(mask_path, img_path):
+        write_labels(mask_path, labels, force=force)
+        if img_path is not None:
+            write_image(img_path, pixels, force=force)
     return {"mask": mask_path, "image": img_path, "n_features": len(features), "n_objects": int(labels.max()),
             "notes": notes + more}
 

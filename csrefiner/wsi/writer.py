@@ -15,6 +15,7 @@ from typing import Callable, Iterable, Iterator
 import numpy as np
 
 from csrefiner.io import atomic_path
+from csrefiner.io.stable import content_uuid
 
 TILE = 256
 Bands = Callable[[int], Iterable[np.ndarray]]
@@ -66,11 +67,12 @@ def write_pyramid(
         photometric="rgb" if rgb else "minisblack",
     )
     extra = (3,) if rgb else ()
+    ome = {"axes": "YXS" if rgb else "YX", "UUID": content_uuid(bands(1), shape, dtype.str, steps)}  # reproducible
     with atomic_path(path, force=force) as tmp:
         with tifffile.TiffWriter(tmp, bigtiff=True, ome=True) as tif:
             for i, step in enumerate(steps):
                 level_shape = (-(-shape[0] // step), -(-shape[1] // step)) + extra
-                first = dict(subifds=len(steps) - 1, metadata={"axes": "YXS" if rgb else "YX"}) if i == 0 else {}
+                first = dict(subifds=len(steps) - 1, metadata=ome) if i == 0 else {}
                 tif.write(
                     _tiles(bands(step), level_shape[1], tile), shape=level_shape, dtype=dtype,
                     subfiletype=0 if i == 0 else 1, **first, **options,

@@ -68,9 +68,10 @@ def to_masks(
     """Rasterise the features of GeoJSON file(s) into out_dir/<key>-mask.tif (key and shape from `image`)."""
     key = sample_key(image)
     out_dir = Path(out_dir)
-    mask_path = check_writable(out_dir / f"{key}-mask.tif", force)
-    img_path = check_writable(out_dir / f"{key}-img.tif", force) if with_image else None
+    mask_path, img_path = out_dir / f"{key}-mask.tif", out_dir / f"{key}-img.tif" if with_image else None
     check_outputs([*geojson, image], [mask_path, img_path])
+    for path in (mask_path, img_path):
+        check_writable(path or mask_path, force)
     pixels = read_image(image)
     offset = origin_offset(image, origin)
     features = [f for path in geojson_files(geojson) for f in read_features(path)]

@@ -90,8 +90,25 @@ def check_writable(path: str | os.PathLike, force: bool = False) -> Path:
     return path
 
 
-def _make_temp(path: Path, folder: bool) -> Path:
-    """The hidden sibling temp of `path`, registered; an OS error names `path` (what the user asked for)."""
+def _missing_parents(path: Path) -> list[Path]:
+    """The folders above `path` that do not exist yet, innermost first (a failed write removes them again)."""
+    missing = []
+    for parent in path.parents:
+        if parent.exists() or parent.is_symlink():
+            break
+        missing.append(parent)
+    return missing
+
+
+def _remove_empty(folders: list[Path]) -> None:
+    for folder in folders:
+        with contextlib.suppress(OSError):
+            folder.rmdir()
+
+
+def _make_temp(path: Path, folder: bool) -> tuple[Path, list[Path]]:
+    """The hidden sibling temp of `path` (registered) and the folders made for it; an OS error names `path`."""
+    created = _missing_parents(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         if folder:
@@ -101,10 +118,34 @@ def _make_temp(path: Path, folder: bool) -> Path:
                                        dir=path.parent)
             os.close(fd)
     except OSError as exc:
+        _remove_empty(created)
         if exc.filename is None or ".partial" in str(exc.filename):
             exc.filename = str(path)
         raise
-    return register_temp(tmp, path)
+    return register_temp(tmp, path), created
+
+
+@contextlib.contextmanager
+def _published(path: Path, folder: bool) -> Iterator[Path]:
+    """The temp of `path`; the caller's block fills it and renames it. On any failure (signals too) the temp and
+    the folders made for it are removed, and an OS error names the output rather than the temp."""
+    tmp, created = _make_temp(path, folder)
+    done = False
+    try:
+        _as_created(tmp, folder)
+        yield tmp
+        done = True
+    except BaseException as exc:
+        _name_output(exc, tmp, path)
+        raise
+    finally:
+        if tmp.is_dir() and not tmp.is_symlink():
+            shutil.rmtree(tmp, ignore_errors=True)
+        elif tmp.exists():
+            tmp.unlink()
+        unregister_temp(tmp)
+        if not done:
+            _remove_empty(created)
 
 
 @contextlib.contextmanager
@@ -114,38 +155,20 @@ def atomic_path(path: str | os.PathLike, force: bool = False) -> Iterator[Path]:
     The temporary name keeps the suffix so writers that dispatch on extension still work.
     """
     path = check_writable(path, force)
-    tmp = _make_temp(path, folder=False)
-    try:
-        _as_created(tmp, folder=False)
+    with _published(path, folder=False) as tmp:
         yield tmp
         os.replace(tmp, path)
-    except BaseException as exc:
-        _name_output(exc, tmp, path)
-        raise
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-        unregister_temp(tmp)
 
 
 @contextlib.contextmanager
 def atomic_dir(path: str | os.PathLike, force: bool = False) -> Iterator[Path]:
     """Yield a temporary sibling folder that replaces `path` only when the block succeeds."""
     path = check_writable(path, force)
-    tmp = _make_temp(path, folder=True)
-    try:
-        _as_created(tmp, folder=True)
+    with _published(path, folder=True) as tmp:
         yield tmp
         if path.exists():
             shutil.rmtree(path) if path.is_dir() else path.unlink()
         os.replace(tmp, path)
-    except BaseException as exc:
-        _name_output(exc, tmp, path)
-        raise
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
-        unregister_temp(tmp)
 
 
 def _stamp(path: Path) -> tuple | None:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import signal
 import tempfile
 from pathlib import Path
 from typing import Iterator
@@ -106,9 +107,26 @@ def _remove_empty(folders: list[Path]) -> None:
             folder.rmdir()
 
 
+@contextlib.contextmanager
+def _signals_held() -> Iterator[None]:
+    """Defer SIGINT/SIGTERM/SIGHUP for a few statements, so a temp never exists unregistered."""
+    held = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP} if hasattr(signal, "pthread_sigmask") else set()
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, held) if held else None
+    try:
+        yield
+    finally:
+        if held:
+            signal.pthread_sigmask(signal.SIG_SETMASK, old)
+
+
 def _make_temp(path: Path, folder: bool) -> tuple[Path, list[Path]]:
     """The hidden sibling temp of `path` (registered) and the folders made for it; an OS error names `path`."""
     created = _missing_parents(path)
+    with _signals_held():
+        return _create_registered(path, folder, created), created
+
+
+def _create_registered(path: Path, folder: bool, created: list[Path]) -> Path:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         if folder:
@@ -122,7 +140,7 @@ def _make_temp(path: Path, folder: bool) -> tuple[Path, list[Path]]:
         if exc.filename is None or ".partial" in str(exc.filename):
             exc.filename = str(path)
         raise
-    return register_temp(tmp, path), created
+    return register_temp(tmp, path)
 
 
 @contextlib.contextmanager

@@ -236,10 +236,10 @@ def big(tmp_path_factory) -> Path:
     from csrefiner.synth import EASY, nuclei_image
 
     root = tmp_path_factory.mktemp("outputs-big")
-    img, lbl = nuclei_image((1536, 1536), EASY, 4)
+    img, lbl = nuclei_image((1024, 1024), EASY, 4)
     tifffile.imwrite(root / "slide.tif", img)
     tifffile.imwrite(root / "mask.tif", lbl)
-    write_gem(root / "chip.gem.gz", lbl, 768, genes=300)
+    write_gem(root / "chip.gem.gz", lbl, 512, genes=100)
     ok(["tile", "--image", "slide.tif", "--out", "tiles", "--tile-size", 128, "--overlap", 16], root)
     return root
 
@@ -253,12 +253,22 @@ SIGNAL_RUNS = {
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP], ids=lambda s: s.name)
 @pytest.mark.parametrize("command", sorted(SIGNAL_RUNS))
-def test_signal_mid_write_leaves_nothing(command, sig, big):
-    before = snapshot(big)
-    proc = signal_mid_run(SIGNAL_RUNS[command], big, sig, lambda r: bool(partials(r)))
-    assert proc.returncode == 128 + sig, proc.returncode
-    assert not partials(big)
-    assert snapshot(big) == before
+def test_signal_mid_write_leaves_nothing(command, sig, big, tmp_path):
+    """Signalled while its temp output exists: exit 128+sig, no temp, inputs untouched, nothing published.
+    A signal that lands after the output was published (a loaded machine) is retried on a fresh copy."""
+    for attempt in range(3):
+        root = tmp_path / f"w{attempt}"
+        shutil.copytree(big, root)
+        before = snapshot(root)
+        proc = signal_mid_run(SIGNAL_RUNS[command], root, sig, lambda r: bool(partials(r)))
+        assert not partials(root)
+        after = snapshot(root)
+        assert {k: v for k, v in after.items() if k in before} == before  # inputs byte-identical
+        if after.keys() == before.keys():
+            assert proc.returncode == 128 + sig, proc.returncode
+            return
+        assert proc.returncode in (0, 128 + sig), proc.returncode  # finished first: a whole output, try again
+    pytest.fail(f"the signal never landed while {command} was writing (3 tries)")
 
 
 # -- what succeeds: modes and reruns ----------------------------------------------------------------------------

@@ -35,7 +35,8 @@ OS_FIXES = {
     errno.EMFILE: "too many open files; raise the limit (ulimit -n) or run on fewer files",
     errno.EIO: "input/output error; check the disk or the network share",
 }
-READER_MODULES = ("tifffile", "imagecodecs", "h5py", "gzip", "zlib", "PIL", "zipfile", "lzma", "bz2", "mmap")
+READER_MODULES = ("tifffile", "imagecodecs", "h5py", "gzip", "zlib", "PIL", "zipfile", "lzma", "bz2", "mmap",
+                  "numpy._core.memmap", "numpy.core.memmap")  # memmap: a file shorter than its header says
 READER_ERRORS = (OSError, ValueError, EOFError, RuntimeError, KeyError, IndexError, zlib.error)
 
 
@@ -78,7 +79,7 @@ def _reader_frames(exc: BaseException) -> bool:
     tb = exc.__traceback__
     while tb is not None:
         module = tb.tb_frame.f_globals.get("__name__", "")
-        if module.split(".")[0] in READER_MODULES:
+        if any(module == m or module.startswith(m + ".") for m in READER_MODULES):
             return True
         tb = tb.tb_next
     return False

@@ -163,7 +163,34 @@ def multi_output_faults() -> list[Fault]:
                                                                       "--out", "run"], ("foo",))]
 
 
-CATALOGUE = overlap_faults() + parent_file_faults() + multi_output_faults()
+def truncated(root: Path, tiled: bool) -> list[str]:
+    """A TIFF cut in half (copy interrupted): the boundary's catch-all names it as damaged."""
+    import tifffile
+
+    from csrefiner.synth import EASY, nuclei_image
+
+    img, _ = nuclei_image((512, 512), EASY, 1)
+    tifffile.imwrite(root / "full.tif", img, **({"tile": (128, 128), "compression": "zlib"} if tiled else {}))
+    data = (root / "full.tif").read_bytes()
+    (root / "cut.tif").write_bytes(data[: len(data) // 2])
+    (root / "full.tif").unlink()
+    return ["tile", "--image", "cut.tif", "--out", "out", "--tile-size", 256, "--overlap", 16]
+
+
+def boundary_faults() -> list[Fault]:
+    """What escapes a command's own checks still ends as one line: usage errors and damaged reads."""
+    return [
+        Fault("evaluate:option-out-of-range", lambda r: [*COMMANDS["evaluate"][0]("out"), "--iou", 0], ("--iou",)),
+        Fault("tile:option-not-a-number", lambda r: [*COMMANDS["tile"][0]("out"), "--tile-size", "abc"],
+              ("--tile-size",)),
+        Fault("segment:missing-option", lambda r: ["segment", "--input", "patches"], ("--out",)),
+        Fault("unknown-command", lambda r: ["segmnet"], ("segmnet",)),
+        Fault("tile:truncated-tiled-tiff", lambda r: truncated(r, True), ("cut.tif", "damaged")),
+        Fault("tile:truncated-striped-tiff", lambda r: truncated(r, False), ("cut.tif", "damaged")),
+    ]
+
+
+CATALOGUE = overlap_faults() + parent_file_faults() + multi_output_faults() + boundary_faults()
 
 
 @pytest.mark.parametrize("fault", CATALOGUE, ids=str)

@@ -42,8 +42,8 @@ def finetune(
     force: bool = typer.Option(False, "--force", help="Replace an existing output folder."),
 ) -> None:
     """Fine-tune MODEL on annotated patches; writes weights, model.json, train_log.json and loss_curve.png."""
-    from csrefiner.models.base import TrainParams
     from csrefiner.io import check_outputs
+    from csrefiner.models.base import TrainParams
     from csrefiner.models.finetune import finetune as run
 
     check_outputs([train, val, pseudo], [out])

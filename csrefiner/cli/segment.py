@@ -23,11 +23,11 @@ def segment(
 ) -> None:
     """Write one uint32 instance mask per input image, named so `evaluate` and `stitch` pair it."""
     from csrefiner.cli.finetune import parse_options
-    from csrefiner.models.base import TrainParams
     from csrefiner.io import check_outputs
+    from csrefiner.models.base import TrainParams
     from csrefiner.models.segment import segment as run
 
-    check_outputs([input, model_dir, tile_manifest, model and model.partition(":")[2]], [out])
+    check_outputs([input, model_dir, tile_manifest, model and model.partition(":")[2]], [out])  # BACKEND:PATH
     params = TrainParams(stain=stain, device=device, options=parse_options(option))
     info = run(model_dir, model, input, out, params, tile_manifest, force, tile_size, overlap)
     typer.echo(f"{info['backend']}: segmented {info['images']} image(s), {sum(info['objects'].values())} objects, "

@@ -50,6 +50,7 @@ def open_model(model_dir: Path | None, model: str | None, params: TrainParams) -
         if source.scratch:
             raise CsrefinerError("--model ...:scratch is an untrained network; fine-tune it first")
         info = {"model": f"{backend.name}:{name}", "backend": backend.name}
+    backend.check_options(params.options)
     backend.check_installed()
     return backend, backend.load(source, params), info
 

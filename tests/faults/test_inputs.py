@@ -142,6 +142,15 @@ def demo_folders(slide_seed: int = 0, top=("demo-x0_y0_w64_h64",), spec: str | N
     return make
 
 
+def manifest(root: Path, **edits) -> None:
+    """The manifest of the shared slide in 256 px tiles, with `edits` written over its fields."""
+    from csrefiner.wsi.manifest import Manifest
+
+    Manifest("slide", "slide.tif", (SIDE, SIDE), "uint8", 1, 256, 0).save(root / "m.json")
+    data = json.loads((root / "m.json").read_text())
+    (root / "m.json").write_text(json.dumps({**data, **edits}))
+
+
 def annotate_argv() -> list[str]:
     return ["demo", "annotate", "--suggested", "sug", "--data", "data", "--out", "ann"]
 
@@ -291,7 +300,13 @@ CASES = [
          extra=lambda r: shutil.copy(A / "slide.tif", r / ".slide.tif")),
     case("demo-annotate/name-escape", (), annotate_argv(), "../x-x0_y0_w64_h64",
          extra=demo_folders(top=("../x-x0_y0_w64_h64",))),
+    case("stitch/manifest-slide-escape", ("patches",), ["stitch", "--manifest", "m.json", "--tiles", "patches",
+                                                        "--out", "o.tif"], "m.json", "../x",
+         extra=lambda r: manifest(r, slide="../x")),
     # ---- resource traps, refused before any work
+    case("stitch/manifest-absurd-shape", ("patches",), ["stitch", "--manifest", "m.json", "--tiles", "patches",
+                                                        "--out", "o.tif"], "m.json", "tiles",
+         extra=lambda r: manifest(r, shape=[10**7, 10**7])),
     case("segment/tile-size-1", ("slide.tif",), ["segment", "--input", "slide.tif", "--out", "s", *SEG, "--tile-size",
                                                  "1", "--overlap", "0"], "589,824"),
     case("crop/size-above-slide", ("slide.tif",), ["crop", "--image", "slide.tif", "--out", "c", "--size", "100000"],

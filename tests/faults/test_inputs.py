@@ -338,3 +338,29 @@ def test_input_fault_fails_cleanly(fault, tmp_path):
 def test_catalogue_ids_are_unique():
     ids = [f.id for f in CASES]
     assert len(ids) == len(set(ids))
+
+
+def test_plan_bound_counts_the_tiles_the_grid_would_make():
+    from csrefiner.wsi.tiling import axis_count, axis_starts, plan_tiles
+
+    for length, size, overlap in ((1, 64, 0), (64, 64, 0), (65, 64, 8), (768, 256, 32), (1000, 384, 48)):
+        assert axis_count(length, size, overlap) == len(axis_starts(length, size, overlap))
+    assert len(plan_tiles((1000, 1300), 384, 48)) == axis_count(1000, 384, 48) * axis_count(1300, 384, 48)
+
+
+def test_option_keys_accept_what_the_project_itself_passes():
+    """The demo's backend options and the README's examples must stay valid under the unknown-key check."""
+    from csrefiner.demo.config import BACKEND_OPTIONS
+    from csrefiner.models import get_backend
+
+    for name, (arch, train) in BACKEND_OPTIONS.items():
+        get_backend(name).check_options({**arch, **train})
+    with pytest.raises(Exception, match="its options are min_distance, sigma"):
+        get_backend("watershed").check_options({"min_distanse": "3"})
+
+
+def test_safe_name_keeps_ordinary_names():
+    from csrefiner.io import patch_name, safe_name
+
+    for name in ("chipA", "SS200000135TL_D1", "slide.v2", patch_name("demo", 0, 128, 64, 64)):
+        assert safe_name(name, "--name") == name

@@ -14,8 +14,8 @@ def cgef(
     mask: Path = typer.Option(..., "--mask", help="Instance label mask (uint32 TIFF), one pixel per DNB."),
     out: Path = typer.Option(..., "--out", help="Cell-bin GEF to write (CHIP.cellbin.gef)."),
     h5ad: Optional[Path] = typer.Option(None, "--h5ad", help="Also write the matrix as AnnData (.h5ad)."),
-    block_size: int = typer.Option(256, "--block-size", min=1, help="Block side in pixels for the GEF index."),
-    chunk_rows: int = typer.Option(500_000, "--chunk-rows", min=1, help="Records read per chunk (memory bound)."),
+    block_size: int = typer.Option(256, "--block-size", min=1, max=100_000, help="Block side in pixels for the GEF index."),
+    chunk_rows: int = typer.Option(500_000, "--chunk-rows", min=1, max=100_000_000, help="Records read per chunk (memory bound)."),
     force: bool = typer.Option(False, "--force", help="Replace existing outputs."),
 ) -> None:
     """Sum every DNB's counts into the cell under it: exact counts, every mask label a cell (touching cells

@@ -27,7 +27,7 @@ def _config(quick: bool, models: str, epochs: Optional[int], patches: Optional[i
 TILE = typer.Option(None, "--tile-size", min=64, help="Whole-slide tiles (default 1024; --quick 512).")
 OVERLAP = typer.Option(None, "--overlap", min=0, help="Whole-slide tile overlap (default 64).")
 QUICK = typer.Option(False, "--quick", help="Smaller slide, fewer patches and epochs (a few minutes).")
-SEED = typer.Option(0, "--seed", help="Seeds the data, every split and every training run.")
+SEED = typer.Option(0, "--seed", min=0, help="Seeds the data, every split and every training run.")
 FORCE = typer.Option(False, "--force", help="Replace an existing output folder.")
 
 
@@ -100,7 +100,8 @@ def annotate(
 
     check_outputs([suggested, data_dir], [out])
     spec = read_spec(data_dir)
-    info = run_annotate(suggested, data_dir / Path(L.SLIDE_GT).name, spec["config"], out, force)
+    info = run_annotate(suggested, data_dir / Path(L.SLIDE_GT).name, spec["config"], out, force,
+                        data_dir / Path(L.SLIDE_IMAGE).name)
     typer.echo(f"annotated {info['selected']} patches ({info['in_hard_region']} in the hard block) into {out}")
 
 

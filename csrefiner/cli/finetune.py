@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import List, Optional
+from typing import List, Literal, Optional
 
 import typer
 
 from csrefiner.errors import CsrefinerError
+
+Stain = Literal["ss", "he"]  # ssDNA/DAPI/fluorescence or H&E
+Device = Literal["auto", "cpu", "cuda"]  # as csrefiner.models.device.CHOICES
 
 
 def parse_options(items: list[str] | None) -> dict:
@@ -27,17 +30,17 @@ def finetune(
     pretrained: str = typer.Option(..., "--pretrained", help="Base model: a name in the local cache, a path, a csrefiner model folder, or 'scratch'."),
     out: Path = typer.Option(..., "--out", help="Model folder to write (never the base model's folder)."),
     val: Optional[Path] = typer.Option(None, "--val", help="Validation patches (default: a seeded split of --train)."),
-    val_fraction: float = typer.Option(0.1, "--val-fraction", help="Share of --train held out when --val is not given."),
+    val_fraction: float = typer.Option(0.1, "--val-fraction", min=0.01, max=0.9, help="Share of --train held out when --val is not given."),
     pseudo: Optional[Path] = typer.Option(None, "--pseudo", help="Pseudo-labelled ('easy') patches, mixed in with gamma-weighted sampling."),
-    gamma: float = typer.Option(0.85, "--gamma", help="Sampling gamma for --pseudo (0 uniform, 1 balanced)."),
-    epochs: int = typer.Option(100, "--epochs", help="Planned epochs (one epoch = one pass over the training patches)."),
-    lr: Optional[float] = typer.Option(None, "--lr", help="Base learning rate (default: the backend's, lower when fine-tuning)."),
-    batch_size: int = typer.Option(8, "--batch-size"),
-    seed: int = typer.Option(0, "--seed", help="Seeds the split, the epoch order and the augmentation."),
-    eval_every: int = typer.Option(5, "--eval-every", help="Epochs between validation F1 evaluations."),
-    patience: int = typer.Option(10, "--patience", help="Stop after this many evaluations without improvement."),
-    stain: str = typer.Option("ss", "--stain", help="ss (ssDNA/DAPI/fluorescence) or he (H&E)."),
-    device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
+    gamma: float = typer.Option(0.85, "--gamma", min=0.0, max=1.0, help="Sampling gamma for --pseudo (0 uniform, 1 balanced)."),
+    epochs: int = typer.Option(100, "--epochs", min=1, max=100_000, help="Planned epochs (one epoch = one pass over the training patches)."),
+    lr: Optional[float] = typer.Option(None, "--lr", min=1e-8, max=1.0, help="Base learning rate (default: the backend's, lower when fine-tuning)."),
+    batch_size: int = typer.Option(8, "--batch-size", min=1, max=4096),
+    seed: int = typer.Option(0, "--seed", min=0, help="Seeds the split, the epoch order and the augmentation."),
+    eval_every: int = typer.Option(5, "--eval-every", min=1, help="Epochs between validation F1 evaluations."),
+    patience: int = typer.Option(10, "--patience", min=1, help="Stop after this many evaluations without improvement."),
+    stain: Stain = typer.Option("ss", "--stain", help="ss (ssDNA/DAPI/fluorescence) or he (H&E)."),
+    device: Device = typer.Option("auto", "--device", help="auto, cpu or cuda."),
     option: Optional[List[str]] = typer.Option(None, "--option", help="Backend-specific KEY=VALUE (see README), repeatable."),
     force: bool = typer.Option(False, "--force", help="Replace an existing output folder."),
 ) -> None:

@@ -7,6 +7,8 @@ from typing import List, Optional
 
 import typer
 
+from csrefiner.cli.finetune import Device, Stain
+
 
 def segment(
     input: Path = typer.Option(..., "--input", help="An image, or a folder of images / tiles (-mask files are skipped)."),
@@ -14,11 +16,11 @@ def segment(
     model_dir: Optional[Path] = typer.Option(None, "--model-dir", help="A model folder written by `csrefiner finetune`."),
     model: Optional[str] = typer.Option(None, "--model", help="A pretrained model: BACKEND:NAME (e.g. cellpose:cyto3) or BACKEND:PATH."),
     tile_manifest: Optional[Path] = typer.Option(None, "--tile-manifest", help="Check that every input is a tile of this manifest."),
-    stain: str = typer.Option("ss", "--stain", help="For pretrained models: ss or he (a model folder knows its own)."),
-    device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
+    stain: Stain = typer.Option("ss", "--stain", help="For pretrained models: ss or he (a model folder knows its own)."),
+    device: Device = typer.Option("auto", "--device", help="auto, cpu or cuda."),
     option: Optional[List[str]] = typer.Option(None, "--option", help="Backend-specific KEY=VALUE, e.g. diameter=17."),
-    tile_size: int = typer.Option(4096, "--tile-size", help="Images larger than this on a side are segmented tile by tile and stitched (0: never)."),
-    overlap: int = typer.Option(128, "--overlap", help="Tile overlap for such images: >= 2x cell diameter."),
+    tile_size: int = typer.Option(4096, "--tile-size", min=0, help="Images larger than this on a side are segmented tile by tile and stitched (0: never)."),
+    overlap: int = typer.Option(128, "--overlap", min=0, help="Tile overlap for such images: >= 2x cell diameter."),
     force: bool = typer.Option(False, "--force", help="Replace an existing output folder."),
 ) -> None:
     """Write one uint32 instance mask per input image, named so `evaluate` and `stitch` pair it."""

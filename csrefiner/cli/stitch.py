@@ -12,7 +12,7 @@ def stitch(
     manifest: Path = typer.Option(..., "--manifest", help="manifest.json written by `csrefiner tile`."),
     tiles: Path = typer.Option(..., "--tiles", help="Folder with one mask per tile: <key>-mask.tif or <key>.tif."),
     out: Path = typer.Option(..., "--out", help="Output label image (tiled pyramidal OME-TIFF, uint32)."),
-    min_iou: float = typer.Option(0.5, "--min-iou", help="IoU inside a shared strip above which two tiles' objects are one."),
+    min_iou: float = typer.Option(0.5, "--min-iou", min=0.05, max=1.0, help="IoU inside a shared strip above which two tiles' objects are one."),
     preview: Optional[Path] = typer.Option(None, "--preview", help="Also write a PNG overview (objects coloured, seams grey)."),
     report_json: Optional[Path] = typer.Option(None, "--report", help="Also write the counts as JSON (tiles, "
                                                "objects, matched across seams, assembled, dropped)."),

@@ -11,8 +11,8 @@ import typer
 def tile(
     image: Path = typer.Option(..., "--image", help="Slide: tiled TIFF / OME-TIFF (read lazily), or PNG/JPEG."),
     out: Path = typer.Option(..., "--out", help="Output folder for <slide>-x.._y.._w.._h..-img.tif and manifest.json."),
-    tile_size: int = typer.Option(2048, "--tile-size", help="Tile side in pixels (edge tiles are smaller)."),
-    overlap: int = typer.Option(128, "--overlap", help="Pixels shared by neighbouring tiles: >= 2x cell diameter (0 cuts cells at seams)."),
+    tile_size: int = typer.Option(2048, "--tile-size", min=64, help="Tile side in pixels (edge tiles are smaller)."),
+    overlap: int = typer.Option(128, "--overlap", min=0, help="Pixels shared by neighbouring tiles: >= 2x cell diameter (0 cuts cells at seams)."),
     name: Optional[str] = typer.Option(None, "--name", help="Slide name in tile names (default: file name)."),
     force: bool = typer.Option(False, "--force", help="Replace an existing output folder."),
 ) -> None:

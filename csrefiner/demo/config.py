@@ -79,5 +79,9 @@ QUICK = dict(patch=128, easy_cols=3, hard_cols=3, pool_rows=4, heldout_rows=2, p
 
 def make_config(quick: bool = False, **changes) -> DemoConfig:
     """The full or quick preset, with the user's options (None = keep the preset's value) on top."""
+    from csrefiner.wsi.tiling import check_grid
+
     base = replace(DemoConfig(), **QUICK) if quick else DemoConfig()
-    return replace(base, **{k: v for k, v in changes.items() if v is not None})
+    cfg = replace(base, **{k: v for k, v in changes.items() if v is not None})
+    check_grid(cfg.tile, cfg.overlap, "--tile-size/--overlap")
+    return cfg

@@ -132,4 +132,10 @@ def read_spec(data_dir: Path) -> dict:
     path = Path(data_dir) / Path(L.DEMO_JSON).name
     if not path.is_file():
         raise CsrefinerError(f"{path}: missing; give the folder `csrefiner demo data --out` wrote")
-    return json.loads(path.read_text())
+    try:
+        spec = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise CsrefinerError(f"{path}: unreadable ({exc}); run `csrefiner demo data` again") from None
+    if not isinstance(spec, dict) or not isinstance(spec.get("config"), dict):
+        raise CsrefinerError(f"{path}: no 'config' entry, so not written by `csrefiner demo data`; run it again")
+    return spec

@@ -20,6 +20,7 @@ from csrefiner.io import (
     atomic_path, check_outputs, check_writable, outputs_together, parse_coords, read_image, read_labels, sample_key,
     write_image, write_labels,
 )
+from csrefiner.models.data import check_instance_mask
 
 ORIGINS = ("image", "slide")
 GEOJSON_SUFFIXES = (".geojson", ".json")
@@ -107,6 +108,7 @@ def to_geojson(
     """One QuPath feature per object of a label mask, written as a GeoJSON FeatureCollection."""
     out = check_writable(out, force)
     labels = read_labels(mask)
+    check_instance_mask(labels, str(mask))  # a binary mask would become one object per value, not per blob
     offset = origin_offset(mask, origin)
     collection = labels_to_features(labels, object_type, class_name, color, offset, key=sample_key(mask))
     with atomic_path(out, force=force) as tmp:

@@ -10,11 +10,12 @@ from csrefiner.io.pairing import (
     pair_folders,
     parse_coords,
     patch_name,
+    safe_name,
     sample_key,
 )
 
 __all__ = [
     "SlideCoords", "as_labels", "atomic_dir", "atomic_path", "check_outputs", "check_writable", "image_mask_pairs",
     "is_image_file", "list_images", "outputs_together", "pair_folders", "parse_coords", "patch_name", "read_image",
-    "read_labels", "sample_key", "write_image", "write_labels", "write_text",
+    "read_labels", "safe_name", "sample_key", "write_image", "write_labels", "write_text",
 ]

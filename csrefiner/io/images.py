@@ -38,7 +38,10 @@ def _read_raw(path: Path) -> np.ndarray:
     except CsrefinerError:
         raise
     except Exception as exc:  # every reader has its own exception types; the user needs the file name
-        raise CsrefinerError(f"{path}: cannot be read as an image ({type(exc).__name__}: {exc})") from exc
+        raise CsrefinerError(
+            f"{path}: cannot be read as an image ({type(exc).__name__}: {exc}); if it is damaged or incomplete, "
+            "copy or export it again"
+        ) from exc
 
 
 def squeeze_to_2d(arr: np.ndarray) -> np.ndarray:

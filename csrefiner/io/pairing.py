@@ -70,6 +70,20 @@ def patch_name(slide: str, x: int, y: int, w: int, h: int) -> str:
     return f"{slide}-x{x}_y{y}_w{w}_h{h}"
 
 
+def safe_name(name: str, what: str) -> str:
+    """A name that becomes part of file names (slide, patch, sample key): one plain path component.
+
+    Separators or `..` would put files outside the output folder (and outside its atomic write); a leading dot
+    would hide them from every folder listing of csrefiner.
+    """
+    if not name or any(c in name for c in "/\\\0") or ".." in name or name.startswith("."):
+        raise CsrefinerError(
+            f"{what} {name!r}: not usable in file names (empty, a path separator, '..' or a leading dot); "
+            "use letters, digits, '-' and '_'"
+        )
+    return name
+
+
 def list_images(folder: str | os.PathLike) -> list[Path]:
     folder = Path(folder)
     if not folder.is_dir():

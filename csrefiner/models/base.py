@@ -121,6 +121,16 @@ class Backend(ABC):
             )
 
     known_names: ClassVar[tuple[str, ...]] = ()  # pretrained names this backend answers to
+    option_keys: ClassVar[tuple[str, ...]] = ()  # the `--option KEY=VALUE` keys this backend reads
+
+    def check_options(self, options: dict) -> None:
+        """A misspelt --option would be ignored silently (and recorded in the model card as if it applied)."""
+        unknown = sorted(set(options) - set(self.option_keys))
+        if unknown:
+            raise CsrefinerError(
+                f"--option {', '.join(unknown)}: not an option of backend '{self.name}'; its options are "
+                f"{', '.join(sorted(self.option_keys)) or '(none)'}"
+            )
 
     def resolve(self, spec: str) -> Pretrained:
         """'scratch', a csrefiner model folder of this backend, or (`find_pretrained`) a library name or path."""

@@ -38,13 +38,22 @@ def read_card(model_dir: Path) -> dict:
             f"{model_dir}: no {CARD} here, so this is not a csrefiner model folder; give a folder written by "
             "`csrefiner finetune`, or a pretrained model with --model BACKEND:NAME"
         )
+    return read_model_json(path, ("backend",), "model card")
+
+
+def read_model_json(path: Path, needs: tuple[str, ...] = (), what: str = "model file") -> dict:
+    """A JSON object of a model folder (its card, a backend's config): damage is one line naming the file."""
     try:
-        card = json.loads(path.read_text())
-    except (OSError, ValueError) as exc:
-        raise CsrefinerError(f"{path}: unreadable model card ({exc}); the folder is damaged, fine-tune again") from exc
-    if not isinstance(card, dict) or "backend" not in card:
-        raise CsrefinerError(f"{path}: model card without a 'backend' entry; the folder is damaged, fine-tune again")
-    return card
+        data = json.loads(Path(path).read_text())
+    except (OSError, ValueError) as exc:  # ValueError: broken JSON or not UTF-8
+        raise CsrefinerError(
+            f"{path}: unreadable {what} ({exc}); the model folder is damaged, fine-tune again"
+        ) from None
+    missing = [key for key in needs if not isinstance(data, dict) or key not in data]
+    if not isinstance(data, dict) or missing:
+        raise CsrefinerError(f"{path}: {what} without {', '.join(map(repr, missing)) or 'a JSON object'}; the model "
+                             "folder is damaged, fine-tune again")
+    return data
 
 
 def plot_loss_curve(log: list[dict], out: Path, title: str) -> None:

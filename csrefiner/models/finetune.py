@@ -77,6 +77,7 @@ def finetune(
     if params.epochs < 1 or params.batch_size < 1 or params.eval_every < 1 or params.patience < 1:
         raise CsrefinerError("--epochs, --batch-size, --eval-every and --patience must be at least 1")
     backend = get_backend(backend_name)
+    backend.check_options(params.options)
     backend.check_installed()
     out = check_writable(Path(out), force)
     base = backend.resolve(pretrained)

@@ -50,6 +50,7 @@ def open_model(model_dir: Path | None, model: str | None, params: TrainParams) -
         if source.scratch:
             raise CsrefinerError("--model ...:scratch is an untrained network; fine-tune it first")
         info = {"model": f"{backend.name}:{name}", "backend": backend.name}
+    backend.check_options(params.options)
     backend.check_installed()
     return backend, backend.load(source, params), info
 
@@ -115,6 +116,22 @@ def image_shape(path: Path) -> tuple[int, int]:
         return tuple(slide.shape)
 
 
+def check_tiling(images: list[Path], tile_size: int, overlap: int) -> set[Path]:
+    """The images to segment tile by tile, each plan checked before any model is loaded or mask written."""
+    from csrefiner.wsi.tiling import check_grid, check_plan
+
+    if not tile_size:
+        return set()
+    check_grid(tile_size, overlap, "--tile-size/--overlap")
+    tiled = set()
+    for path in images:
+        shape = image_shape(path)
+        if max(shape) > tile_size:
+            check_plan(shape, tile_size, overlap, f"{path}: --tile-size/--overlap")
+            tiled.add(path)
+    return tiled
+
+
 def segment(model_dir: Path | None, model: str | None, input_path: Path, out: Path, params: TrainParams,
             manifest: Path | None = None, force: bool = False, tile_size: int = 4096, overlap: int = 128) -> dict:
     """Segment every input; an image larger than `tile_size` on a side goes tile by tile and is stitched."""
@@ -122,13 +139,14 @@ def segment(model_dir: Path | None, model: str | None, input_path: Path, out: Pa
     images = list_inputs(input_path)
     if manifest is not None:
         check_against_manifest(images, manifest)
+    tiled = check_tiling(images, tile_size, overlap)
     backend, segmenter, info = open_model(model_dir, model, params)
     start = time.perf_counter()
     counts = {}
     with atomic_dir(out, force=force) as tmp:
         for path in track(images, f"segment ({backend.name})"):
             key = sample_key(path)
-            if tile_size and max(image_shape(path)) > tile_size:
+            if path in tiled:
                 counts[key] = segment_tiled(segmenter, path, tmp / f"{key}-mask.tif", tile_size, overlap)
                 continue
             labels = predict_checked(segmenter, read_image(path), path)

@@ -100,10 +100,14 @@ class BgefSource:
             starts = range(0, self.n_records, self.chunk_rows)
             for start in track(starts, f"reading {self.path.name}", total=len(starts)):
                 stop = min(start + self.chunk_rows, self.n_records)
-                block = expr[start:stop]
+                try:
+                    block = expr[start:stop]
+                except OSError as exc:  # a damaged HDF5 chunk (bad compressed data, truncated copy)
+                    raise CsrefinerError(f"{self.path}: expression rows {start:,}..{stop:,} cannot be read ({exc}); the "
+                                         "file is damaged or incomplete: copy or export it again") from None
                 rows = np.arange(start, stop)
                 gene = self._range_gene[np.searchsorted(self._range_end, rows, side="right")]
                 yield RecordChunk(
                     gene=gene, x=block["x"].astype(np.int64), y=block["y"].astype(np.int64),
                     count=block["count"].astype(np.int64), first=start, unit="expression row",
-                )
+                ).checked(self.path)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import gzip
 import re
 import warnings
+from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Iterator
 
@@ -215,7 +216,8 @@ class GemSource:
         rows = 0
         try:
             read_header(stream, self.path)
-            reader = self._reader(stream)
+            with self._parsing(rows):  # pandas may parse the first rows already here
+                reader = self._reader(stream)
             while True:
                 frame = self._next(reader, rows)
                 if frame is None:
@@ -229,12 +231,30 @@ class GemSource:
             stream.close(), raw.close()
 
     def _next(self, reader, rows: int) -> pd.DataFrame | None:
+        with self._parsing(rows):
+            try:
+                return next(reader)
+            except StopIteration:
+                return None
+
+    @contextmanager
+    def _parsing(self, rows: int):
+        """pandas' parse errors as one line naming the file and where (rows: data rows read so far)."""
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("error", pd.errors.ParserWarning)  # extra fields would be dropped silently
-                return next(reader)
-        except StopIteration:
-            return None
+                warnings.simplefilter("ignore", RuntimeWarning)  # float casts of bad counts; the error follows
+                yield
+        except UnicodeDecodeError as exc:
+            raise CsrefinerError(
+                f"{self.path}: not UTF-8 text after data row {rows:,} ({exc.reason} at byte {exc.start}: a gene id "
+                "in another encoding?); re-save the GEM as UTF-8"
+            ) from None
+        except OverflowError:
+            raise CsrefinerError(
+                f"{self.path}: a number in the chunk starting at line {rows + 1 + self.header_lines:,} is too large "
+                "for an integer x / y / count (beyond 2^63); the file is damaged: export the GEM again"
+            ) from None
         except (ValueError, pd.errors.ParserError, pd.errors.ParserWarning) as exc:
             raise self._fail(exc, rows) from None
         except (OSError, EOFError) as exc:
@@ -244,13 +264,7 @@ class GemSource:
 
     def _chunk(self, frame: pd.DataFrame, first_row: int) -> RecordChunk:
         f = self.found
-        count = frame[f["count"]].to_numpy(np.int64)
-        if count.size and count.min() < 0:
-            bad = int(np.argmax(count < 0))
-            raise CsrefinerError(
-                f"{self.path}: negative {f['count']} ({count[bad]}) at line {first_row + bad + 1 + self.header_lines}"
-            )
         return RecordChunk(
             gene=self._gene_ids(frame), x=frame[f["x"]].to_numpy(np.int64), y=frame[f["y"]].to_numpy(np.int64),
-            count=count, first=first_row + 1 + self.header_lines, unit="line",
-        )
+            count=frame[f["count"]].to_numpy(np.int64), first=first_row + 1 + self.header_lines, unit="line",
+        ).checked(self.path, f["count"])

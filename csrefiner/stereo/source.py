@@ -32,6 +32,16 @@ class RecordChunk:
     def locate(self, i: int) -> str:
         return f"{self.unit} {self.first + int(i):,}"
 
+    def checked(self, path: Path, column: str = "count") -> "RecordChunk":
+        """Negative counts would silently lower the cells' totals: refuse them (GEM and GEF alike)."""
+        if self.count.size and self.count.min() < 0:
+            bad = int(np.argmax(self.count < 0))
+            raise CsrefinerError(
+                f"{path}: negative {column} ({self.count[bad]}) at {self.locate(bad)}; counts are >= 0, the matrix "
+                "is damaged or was edited: export it again"
+            )
+        return self
+
 
 @dataclass
 class GeneTable:

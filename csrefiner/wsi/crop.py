@@ -16,10 +16,10 @@ from pathlib import Path
 import numpy as np
 
 from csrefiner.errors import CsrefinerError
-from csrefiner.io import as_labels, atomic_dir, patch_name, write_image, write_labels, write_text
+from csrefiner.io import as_labels, atomic_dir, patch_name, safe_name, write_image, write_labels, write_text
 from csrefiner.progress import track
 from csrefiner.wsi.reader import Slide, open_slide
-from csrefiner.wsi.tiling import axis_starts
+from csrefiner.wsi.tiling import axis_starts, check_plan
 
 PAD_MODES = ("reflect", "constant")
 CROPS_JSON = "crops.json"
@@ -44,6 +44,15 @@ def _open_mask(mask: str | os.PathLike, slide: Slide) -> Slide:
     return labels
 
 
+def check_patches(slide: Slide, size: int, stride: int) -> None:
+    """A patch larger than the whole slide is padding, not data; a plan of millions of patches is a typo."""
+    h, w = slide.shape
+    if size > h and size > w:
+        raise CsrefinerError(f"{slide.path}: --size {size} is larger than the whole {h} x {w} slide; use a patch "
+                             f"size of at most {max(h, w)} px")
+    check_plan(slide.shape, size, size - stride, f"{slide.path}: --size/--stride", "patches", min_size=1)
+
+
 def crop_slide(
     image: str | os.PathLike,
     out: str | os.PathLike,
@@ -60,10 +69,14 @@ def crop_slide(
         raise CsrefinerError(f"--size {size} / --stride {stride}: need size >= 1 and 1 <= stride <= size")
     if pad not in PAD_MODES:
         raise CsrefinerError(f"--pad {pad!r}: choose one of {', '.join(PAD_MODES)}")
+    if name is not None:
+        safe_name(name, "--name")
     with open_slide(image) as slide:
+        check_patches(slide, size, stride)
+        name = name or safe_name(slide.name, f"{image}: slide name (set one with --name)")
         labels = _open_mask(mask, slide) if mask is not None else None
         try:
-            return _write_crops(slide, labels, Path(out), size, stride, pad, name or slide.name, force)
+            return _write_crops(slide, labels, Path(out), size, stride, pad, name, force)
         finally:
             if labels is not None:
                 labels.close()

@@ -13,8 +13,8 @@ from functools import cached_property
 from pathlib import Path
 
 from csrefiner.errors import CsrefinerError
-from csrefiner.io import write_text
-from csrefiner.wsi.tiling import Tile, check_grid, plan_tiles
+from csrefiner.io import safe_name, write_text
+from csrefiner.wsi.tiling import Tile, check_plan, plan_tiles
 
 FORMAT = "csrefiner-tiles"
 VERSION = 1
@@ -90,7 +90,8 @@ class Manifest:
             listed = [(int(t["id"]), int(t["x"]), int(t["y"]), int(t["w"]), int(t["h"])) for t in data["tiles"]]
         except (KeyError, TypeError, ValueError, IndexError) as exc:
             raise CsrefinerError(f"{source}: missing or malformed field ({exc!r}); re-run `csrefiner tile`") from exc
-        check_grid(manifest.tile_size, manifest.overlap, source)
+        check_plan(manifest.shape, manifest.tile_size, manifest.overlap, source, min_size=1)  # before listing tiles
+        safe_name(manifest.slide, f"{source}: slide name")  # tile file names are built from it
         expected = [(t.id, t.x, t.y, t.w, t.h) for t in manifest.tiles]
         if listed != expected:
             raise CsrefinerError(

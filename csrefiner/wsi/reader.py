@@ -59,6 +59,7 @@ class Slide:
         self._axes, self._full_shape = series.axes, tuple(series.shape)
         self._plan_axes()
         self.dtype = np.dtype(series.dtype)
+        self._check_complete(series)
         if series.dataoffset is not None:  # uncompressed and contiguous: map it
             self._offset = series.dataoffset
             self._byteorder = self._tif.byteorder
@@ -73,6 +74,17 @@ class Slide:
                 "decode the whole slide; convert it to a tiled TIFF first, e.g. "
                 "`python -c \"import tifffile; tifffile.imwrite('tiled.tif', tifffile.imread('in.tif'), tile=(512, 512), compression='zlib')\"` "
                 "or `vips tiffsave in.tif tiled.tif --tile --compression deflate`"
+            )
+
+    def _check_complete(self, series) -> None:
+        """A truncated copy fails here, before any output, instead of mid-slide (bad zlib data, short mmap)."""
+        size = self.path.stat().st_size
+        end = max((o + n for page in series.pages if page is not None
+                   for o, n in zip(page.dataoffsets, page.databytecounts) if n), default=0)
+        if end > size:
+            raise CsrefinerError(
+                f"{self.path}: truncated: its pixel data runs to byte {end:,} but the file has {size:,} bytes; "
+                "the copy or export is incomplete: copy the slide again"
             )
 
     def _plan_axes(self) -> None:
@@ -103,6 +115,15 @@ class Slide:
             raise CsrefinerError(f"{self.path}: rectangle y={y} x={x} h={h} w={w} lies outside the {self.shape} slide")
         if self._array is not None:
             return np.array(self._array[y : y + h, x : x + w])
+        try:
+            return self._read_tiff(y, x, h, w)
+        except Exception as exc:  # a damaged chunk (bad compressed data, short file) is the file's fault
+            raise CsrefinerError(
+                f"{self.path}: damaged pixel data around x={x} y={y} ({type(exc).__name__}: {exc}); the file is "
+                "corrupt or incomplete: copy or export the slide again"
+            ) from None
+
+    def _read_tiff(self, y: int, x: int, h: int, w: int) -> np.ndarray:
         index = list(self._index)
         spatial = {"Y": slice(y, y + h), "X": slice(x, x + w)}
         for i, axis in enumerate(self._axes):

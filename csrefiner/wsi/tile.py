@@ -9,11 +9,11 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from csrefiner.io import atomic_dir, write_image
+from csrefiner.io import atomic_dir, safe_name, write_image
 from csrefiner.progress import track
 from csrefiner.wsi.manifest import Manifest
 from csrefiner.wsi.reader import open_slide
-from csrefiner.wsi.tiling import check_grid
+from csrefiner.wsi.tiling import check_grid, check_plan
 
 MANIFEST = "manifest.json"
 
@@ -28,9 +28,12 @@ def tile_slide(
 ) -> Manifest:
     """Write every tile of `image` and `manifest.json` into the folder `out` (created atomically)."""
     check_grid(tile_size, overlap, "--tile-size/--overlap")
+    if name is not None:
+        safe_name(name, "--name")
     with open_slide(image) as slide:
+        check_plan(slide.shape, tile_size, overlap, "--tile-size/--overlap")
         manifest = Manifest(
-            slide=name or slide.name, source=str(image), shape=tuple(slide.shape), dtype=str(slide.dtype),
+            slide=name or safe_name(slide.name, f"{image}: slide name (set one with --name)"), source=str(image), shape=tuple(slide.shape), dtype=str(slide.dtype),
             channels=slide.channels, tile_size=tile_size, overlap=overlap,
         )
         with atomic_dir(out, force=force) as tmp:

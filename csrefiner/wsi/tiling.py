@@ -13,6 +13,9 @@ from dataclasses import dataclass
 from csrefiner.errors import CsrefinerError
 from csrefiner.io import patch_name
 
+MIN_TILE = 64  # smaller tiles hold no whole nucleus next to their overlap
+MAX_TILES = 100_000  # a plan beyond this is a wrong unit or option, not a slide (a 2 cm chip at 2048 px: ~2,500)
+
 
 def check_grid(tile_size: int, overlap: int, source: str = "tile grid") -> None:
     if tile_size < 1:
@@ -21,6 +24,23 @@ def check_grid(tile_size: int, overlap: int, source: str = "tile grid") -> None:
         raise CsrefinerError(
             f"{source}: overlap {overlap} must be >= 0 and smaller than the tile size {tile_size}; "
             "use an overlap of about twice the cell diameter and a tile several times larger"
+        )
+
+
+def axis_count(length: int, tile_size: int, overlap: int) -> int:
+    """len(axis_starts(...)) without listing them (a plan may be absurdly large)."""
+    return 1 if length <= tile_size else 1 + -(-(length - tile_size) // (tile_size - overlap))
+
+
+def check_plan(shape: tuple[int, int], tile_size: int, overlap: int, source: str, what: str = "tiles",
+               min_size: int = MIN_TILE) -> None:
+    """Refuse, before any work, a grid that cannot be meant: tiles below `min_size` or more than MAX_TILES."""
+    check_grid(tile_size, overlap, source)
+    n = axis_count(int(shape[0]), tile_size, overlap) * axis_count(int(shape[1]), tile_size, overlap)
+    if tile_size < min_size or n > MAX_TILES:
+        raise CsrefinerError(
+            f"{source}: size {tile_size} with overlap {overlap} cuts the {shape[0]} x {shape[1]} image into {n:,} "
+            f"{what}; use a size >= {min_size} px that gives at most {MAX_TILES:,} {what}"
         )
 
 

@@ -38,6 +38,7 @@ from scipy import ndimage as ndi
 from csrefiner.errors import CsrefinerError
 from csrefiner.models.augment import Augment, augment_pair
 from csrefiner.models.base import Backend, LocalModel, Pretrained, Segmenter, Trainer, TrainParams
+from csrefiner.models.card import read_model_json
 from csrefiner.models.data import grey
 
 OFFICIAL = {  # file -> stain it was trained for (channels are read from the file)
@@ -334,6 +335,7 @@ class CellbinTrainer(Trainer):
 
 class CellbinBackend(Backend):
     name = "cellbin"
+    option_keys = (*FLOAT_KEYS, *INT_KEYS, "target")
     requires = ("tensorflow", "keras", "h5py")
     extra = "stardist"
     default_pretrained = "cellseg_bcdu_SHDI_221008_tf.hdf5"
@@ -378,7 +380,7 @@ class CellbinBackend(Backend):
         from csrefiner.models.backends.cellbin_net import file_geometry
 
         if source.folder:
-            config = json.loads((source.path / "cellbin" / "config.json").read_text())
+            config = read_model_json(source.path / "cellbin" / "config.json", what="cellbin config")
             for key in ("threshold", "h", "min_size"):  # post-processing may be overridden at segment time
                 if key in params.options:
                     config[key] = _options(params.options)[key]

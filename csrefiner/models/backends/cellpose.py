@@ -22,6 +22,7 @@ import numpy as np
 from csrefiner.errors import CsrefinerError
 from csrefiner.models.augment import Augment, intensity
 from csrefiner.models.base import Backend, LocalModel, Pretrained, Segmenter, Trainer, TrainParams
+from csrefiner.models.card import read_model_json
 from csrefiner.models.data import grey
 
 MODEL_URL = "https://www.cellpose.org/models"
@@ -210,6 +211,7 @@ class CellposeTrainer(Trainer):
 
 class CellposeBackend(Backend):
     name = "cellpose"
+    option_keys = ("nbase", "diam_mean", "diameter")
     requires = ("cellpose", "torch")
     extra = "cellpose"
     default_pretrained = "cyto3"
@@ -248,7 +250,7 @@ class CellposeBackend(Backend):
 
         device = torch_device(params.device)
         if source.folder:
-            config = json.loads((source.path / "cellpose" / "config.json").read_text())
+            config = read_model_json(source.path / "cellpose" / "config.json", what="cellpose config")
             state = _load_state(source.path / "cellpose" / "weights.pt")
         elif source.scratch:
             nbase = [int(v) for v in str(params.options.get("nbase", ",".join(map(str, DEFAULT_NBASE)))).split(",")]

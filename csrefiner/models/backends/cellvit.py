@@ -25,6 +25,7 @@ import numpy as np
 from csrefiner.errors import CsrefinerError
 from csrefiner.models.augment import Augment, augment_pair
 from csrefiner.models.base import Backend, LocalModel, Pretrained, Segmenter, Trainer, TrainParams
+from csrefiner.models.card import read_model_json
 from csrefiner.models.data import grey, percentile_normalize
 
 CHECKPOINTS_URL = "https://github.com/TIO-IKIM/CellViT#model-checkpoints"
@@ -252,6 +253,8 @@ def write_config(folder: Path, cfg: dict, settings: dict) -> None:
 
 class CellViTBackend(Backend):
     name = "cellvit"
+    option_keys = (*SETTINGS, "crop", "freeze_epochs", "weight_decay", "encoder", "embed_dim", "depth", "heads",
+                   "types", "decoder_div")
     requires = ("torch",)
     extra = "cellvit"
     default_pretrained = "CellViT-256-x40"
@@ -323,7 +326,8 @@ class CellViTBackend(Backend):
             state, meta, _ = read(weights)
             cfg = from_state(state, meta)
             if source.folder:
-                saved = json.loads((source.path / "cellvit" / "config.json").read_text())["settings"]
+                config = read_model_json(source.path / "cellvit" / "config.json", ("settings",), "cellvit config")
+                saved = config["settings"]
         net = CellViT(cfg)
         if state is not None:
             load_into(net, state, str(source.path))

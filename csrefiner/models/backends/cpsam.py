@@ -44,6 +44,7 @@ import numpy as np
 from csrefiner.errors import CsrefinerError
 from csrefiner.models.augment import Augment, intensity
 from csrefiner.models.base import Backend, LocalModel, Pretrained, Segmenter, Trainer, TrainParams
+from csrefiner.models.card import read_model_json
 from csrefiner.models.data import grey
 
 MODEL_URL = "https://huggingface.co/mouseland/cellpose-sam/resolve/main"
@@ -330,6 +331,8 @@ class CpsamTrainer(Trainer):
 
 class CpsamBackend(Backend):
     name = "cpsam"
+    option_keys = ("encoder", "embed_dim", "depth", "heads", "bsize", "neck", "bfloat16", "rdrop", "repeats",
+                   "weight_decay", "diameter", "batch_size")
     requires = ("cellpose", "torch", "segment_anything")
     extra = "cpsam"
     default_pretrained = "cpsam_v2"
@@ -382,7 +385,7 @@ class CpsamBackend(Backend):
 
         device = torch_device(params.device)
         if source.folder:
-            config = json.loads((source.path / "cpsam" / "config.json").read_text())
+            config = read_model_json(source.path / "cpsam" / "config.json", what="cpsam config")
             state = load_state(source.path / "cpsam" / "weights.pt")
         elif source.scratch:
             config, state = {"arch": scratch_arch(params.options)}, None

@@ -34,6 +34,7 @@ import numpy as np
 from csrefiner.errors import CsrefinerError
 from csrefiner.models.augment import Augment, augment_pair
 from csrefiner.models.base import Backend, LocalModel, Pretrained, Segmenter, Trainer, TrainParams
+from csrefiner.models.card import read_model_json
 from csrefiner.models.data import grey, percentile_normalize
 
 SUBDIR = "stardist"
@@ -86,13 +87,7 @@ def weights_file(folder: Path) -> Path:
 
 
 def _read_json(path: Path) -> dict:
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError) as exc:
-        raise CsrefinerError(f"{path}: unreadable ({exc}); the StarDist model folder is damaged") from exc
-    if not isinstance(data, dict):
-        raise CsrefinerError(f"{path}: not a JSON object; the StarDist model folder is damaged")
-    return data
+    return read_model_json(path, what="StarDist file")
 
 
 # ---------------------------------------------------------------- building models
@@ -350,6 +345,7 @@ class StarDistTrainer(Trainer):
 
 class StarDistBackend(Backend):
     name = "stardist"
+    option_keys = (*SCRATCH, "patch_size", "repeats")
     requires = ("stardist", "tensorflow")
     extra = "stardist"
     default_pretrained = "2D_versatile_fluo"

@@ -34,6 +34,7 @@ class WatershedSegmenter(Segmenter):
 
 class WatershedBackend(Backend):
     name = "watershed"
+    option_keys = ("min_distance", "sigma")
     requires = ("skimage",)
     extra = "base"
     default_pretrained = NAME

@@ -239,13 +239,22 @@ def parse_size(text: str) -> tuple[int, int]:
     return int(h), int(w or h)
 
 
+OUTPUTS = ("tiles", "masks", "gef", "out", "binary.tif", "gefpy", "labels.ome.tif")
+
+
 def run_size(args, shape, rpp: float, env: dict, own: dict) -> dict:
     """All stages at one size; `env` runs the measured csrefiner commands, `own` this script's helper stages."""
     h, w = shape
     work = (args.workdir / f"{h}x{w}-rpp{rpp}").resolve()
-    if work.exists():
-        shutil.rmtree(work)
-    work.mkdir(parents=True)
+    generated = work / "generate.json"
+    reuse = args.reuse and generated.exists()
+    if reuse:  # same inputs as a --keep run: only the stages' outputs are removed
+        for p in OUTPUTS:
+            target = work / p
+            shutil.rmtree(target, ignore_errors=True) if target.is_dir() else target.unlink(missing_ok=True)
+    else:
+        shutil.rmtree(work, ignore_errors=True)
+        work.mkdir(parents=True)
     me = [sys.executable, __file__, "--workdir", str(work), "--shape", f"{h}x{w}", "--records-per-pixel", str(rpp)]
     cli = [sys.executable, "-m", "csrefiner"]
     result = {"shape": [h, w], "records_per_pixel": rpp, "tile_size": args.tile_size, "overlap": args.overlap}
@@ -264,7 +273,12 @@ def run_size(args, shape, rpp: float, env: dict, own: dict) -> dict:
             raise SystemExit(f"{name} failed: see {work / (name + '.log')}")
         return row
 
-    step("generate", me + ["--stage", "generate"])
+    if reuse:
+        result["generate"] = json.loads(generated.read_text())
+        print(f"  reusing the generated slide, truth and GEM in {work}")
+    else:
+        step("generate", me + ["--stage", "generate"])
+        generated.write_text(json.dumps(result["generate"]))
     result["cells"], result["records"] = result["generate"]["info"]["cells"], result["generate"]["info"]["records"]
     stages = args.stages
     if "tile" in stages or "stitch" in stages:
@@ -289,8 +303,7 @@ def run_size(args, shape, rpp: float, env: dict, own: dict) -> dict:
         run_gefpy(args, work, me, step, result)
     result["sopa"] = sopa_note(args)
     if not args.keep:
-        for p in ("tiles", "masks", "gef", "out", "slide.tif", "truth.tif", "chip.gem", "binary.tif", "gefpy",
-                  "labels.ome.tif"):
+        for p in OUTPUTS + ("slide.tif", "truth.tif", "chip.gem", "generate.json"):
             target = work / p
             shutil.rmtree(target, ignore_errors=True) if target.is_dir() else target.unlink(missing_ok=True)
     return result
@@ -356,6 +369,7 @@ def main() -> None:
     parser.add_argument("--no-gefpy", action="store_true")
     parser.add_argument("--sopa-python", default=None)
     parser.add_argument("--keep", action="store_true", help="keep the generated files")
+    parser.add_argument("--reuse", action="store_true", help="reuse the generated files a --keep run left")
     parser.add_argument("--stage", choices=sorted(STAGES))  # child process
     parser.add_argument("--shape", default=None)
     parser.add_argument("--gef", default=None)

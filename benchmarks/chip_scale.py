@@ -214,7 +214,8 @@ def measure(cmd: list, log: Path, env: dict, watch: Path | None = None, cap: flo
     base = _disk(watch) if watch else 0
     with open(log, "w") as out:
         proc = subprocess.Popen([sys.executable, "-c", LAUNCHER, str(stats), *map(str, cmd)], stdout=out,
-                                stderr=subprocess.STDOUT, env=env, start_new_session=True)
+                                stderr=subprocess.STDOUT, env=env, start_new_session=True,
+                                cwd=log.parent)  # not the repo: `python -m` would import the checkout in cwd
         peak, t0, timed_out = base, time.perf_counter(), False
         while proc.poll() is None:
             if watch:

@@ -146,21 +146,23 @@ class ScratchCanvas:
         for i in range(block.shape[0]):
             self._pwrite(block[i], self._offset(y0 + i, x0))
 
-    def blocks(self, pixels: int = CHUNK) -> Iterator[np.ndarray]:
-        """The canvas in row-major blocks of at most `pixels` pixels (whole rows when a row fits)."""
+    def blocks(self, pixels: int | None = None) -> Iterator[np.ndarray]:
+        """The canvas in row-major blocks of at most `pixels` (default `CHUNK`) pixels (whole rows when a row fits)."""
         h, w = self.shape
+        pixels = pixels or CHUNK
         rows, cols = max(1, pixels // w), min(w, pixels)
         for y0 in range(0, h, rows):
             for x0 in range(0, w, cols):
                 yield self.read(y0, min(h, y0 + rows), x0, min(w, x0 + cols))
 
-    def tiles(self, step: int, tile: int = TILE, lut: np.ndarray | None = None, pixels: int = CHUNK) -> Iterator[np.ndarray]:
+    def tiles(self, step: int, tile: int = TILE, lut: np.ndarray | None = None, pixels: int | None = None) -> Iterator[np.ndarray]:
         """Tiles of the canvas subsampled by `step`, mapped through `lut`, in the row-major order TIFF stores.
 
         Each tile row is read in blocks of k tiles, k chosen so that a block and the canvas row it is
         subsampled from both stay within `pixels`: memory does not depend on the slide or the level.
         """
         h, w = self.shape
+        pixels = pixels or CHUNK
         hs, ws = -(-h // step), -(-w // step)
         width = tile * max(1, min(pixels // (tile * tile), pixels // (tile * step)))
         for r0 in range(0, hs, tile):

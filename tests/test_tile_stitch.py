@@ -13,6 +13,7 @@ import pytest
 import tifffile
 from skimage.draw import ellipse
 
+from csrefiner.errors import CsrefinerError
 from csrefiner.io import read_labels, write_labels
 from csrefiner.metrics.matching import matching
 from csrefiner.models.classical import watershed_nuclei
@@ -167,3 +168,66 @@ def test_output_is_tiled_pyramidal_ome_tiff_without_holding_the_slide(tmp_path):
         assert np.array_equal(levels[1].asarray(), full[::2, ::2])
     assert_same_objects(labels, full)
     assert not list(tmp_path.glob(".*"))  # no scratch or partial files left behind
+
+
+def _sparse_truth(width: int) -> np.ndarray:
+    """A 300 px high strip with a few large cells, some across seams: memory then reflects buffers, not objects."""
+    truth = np.zeros((300, width), dtype=np.uint32)
+    for i, x in enumerate(range(150, width - 150, 1400)):
+        rr, cc = ellipse(150 + (i % 3 - 1) * 60, x, 40, 90, shape=truth.shape)
+        truth[rr, cc] = i + 1
+    return truth
+
+
+def test_stitch_memory_does_not_grow_with_slide_width(tmp_path, monkeypatch):
+    """Bands of the slide's width (the painted band, the pyramid's row bands) would grow 8x here; blocks don't."""
+    import csrefiner.wsi.writer as writer
+
+    monkeypatch.setattr(writer, "CHUNK", 1 << 18)  # canvas blocks of 1 MiB, small next to a 24000-px band
+    peaks = {}
+    for width in (3000, 24000):
+        folder = tmp_path / str(width)
+        folder.mkdir()
+        truth = _sparse_truth(width)
+        write_oracle_tiles(folder, truth, 256, 32)
+        tracemalloc.start()
+        try:
+            stitch_tiles(folder / "manifest.json", folder, folder / "out.ome.tif")
+            peaks[width] = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+        assert_same_objects(truth, read_labels(folder / "out.ome.tif"))
+    assert peaks[24000] < peaks[3000] + 2 * 2**20, peaks  # one 512-row band of 24000 px alone is 47 MiB
+    assert peaks[24000] < 12 * 2**20, peaks
+
+
+def test_full_disk_is_refused_before_any_work(tmp_path, monkeypatch, truth):
+    import csrefiner.wsi.stitch as stitch
+
+    write_oracle_tiles(tmp_path, truth, 256, 64)
+    real = stitch.shutil.disk_usage
+    monkeypatch.setattr(stitch.shutil, "disk_usage", lambda p: real(p)._replace(free=1000))
+    monkeypatch.setattr(stitch, "analyse", lambda *a: pytest.fail("work started despite a full disk"))
+    with pytest.raises(CsrefinerError, match=r"not enough free disk.*canvas.*0\.0 GiB is free") as err:
+        stitch_tiles(tmp_path / "manifest.json", tmp_path, tmp_path / "out" / "out.ome.tif")
+    assert str(tmp_path / "out") in str(err.value)
+    assert stitch.disk_need(truth.shape) >= truth.size * 4  # the canvas at least
+
+
+@pytest.mark.parametrize("error", [OSError(28, "No space left on device"), RuntimeError("boom")])
+def test_canvas_is_removed_on_every_failure(tmp_path, monkeypatch, truth, error):
+    import csrefiner.wsi.stitch as stitch
+
+    write_oracle_tiles(tmp_path, truth, 256, 64)
+    seen = []
+
+    def fail(canvas, n_labels):
+        seen.append(canvas.path.exists())
+        raise error
+
+    monkeypatch.setattr(stitch, "_compaction", fail)
+    expected = CsrefinerError if isinstance(error, OSError) else RuntimeError
+    with pytest.raises(expected, match="disk full" if expected is CsrefinerError else "boom"):
+        stitch_tiles(tmp_path / "manifest.json", tmp_path, tmp_path / "out.ome.tif")
+    assert seen == [True]  # the canvas existed while painting
+    assert not list(tmp_path.glob(".*")) and not (tmp_path / "out.ome.tif").exists()

@@ -7,6 +7,7 @@ its SIGINT/SIGTERM/SIGHUP handler can remove whatever is left when a command sto
     register_temp(path, target=None)   # a temp now exists (target: the output it will become, for messages)
     unregister_temp(path)              # it was renamed into place or removed by its owner
     remove_temps()                     # remove every registered temp (the boundary calls this)
+    with scratch(near) as tmp: ...     # a registered scratch file beside `near`, removed when the block ends
 
 Temps are created with the modes the umask gives (0644 / 0755 under umask 022), not mkstemp's 0600/0700, so
 the published output is readable by whoever the umask allows.
@@ -164,6 +165,13 @@ def _published(path: Path, folder: bool) -> Iterator[Path]:
         unregister_temp(tmp)
         if not done:
             _remove_empty(created)
+
+
+@contextlib.contextmanager
+def scratch(near: str | os.PathLike, folder: bool = False) -> Iterator[Path]:
+    """A registered scratch file (or folder) beside `near`, removed when the block ends, however it ends."""
+    with _published(Path(near), folder) as tmp:
+        yield tmp
 
 
 @contextlib.contextmanager

@@ -11,7 +11,7 @@ import pandas as pd
 
 from csrefiner.errors import CsrefinerError
 from csrefiner.io import pair_folders, read_labels
-from csrefiner.metrics.matching import THRESHOLD_SWEEP, MatchCounts, aji_plus, foreground_counts, match_counts
+from csrefiner.metrics.matching import THRESHOLD_SWEEP, MatchCounts, aji_plus, match_counts
 from csrefiner.metrics.overlap import label_overlap
 from csrefiner.progress import track
 
@@ -43,7 +43,8 @@ def evaluate_arrays(y_true: np.ndarray, y_pred: np.ndarray, thresholds: Sequence
         raise CsrefinerError(f"{image}: ground truth {y_true.shape} and prediction {y_pred.shape} differ in shape")
     ov = label_overlap(y_true, y_pred)
     counts = {float(t): match_counts(ov, float(t)) for t in thresholds}
-    return ImageResult(method, image, counts, aji_plus(ov), foreground_counts(y_true, y_pred))
+    foreground = (int(ov.pair_inter.sum()), int(ov.true_area.sum()), int(ov.pred_area.sum()))  # no pixel pass
+    return ImageResult(method, image, counts, aji_plus(ov), foreground)
 
 
 def scores(counts: dict[float, MatchCounts], aji: tuple[int, int], fg: tuple[int, int, int], iou: float) -> dict:

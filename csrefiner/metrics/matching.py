@@ -157,16 +157,16 @@ def aji_plus(ov: Overlap) -> tuple[int, int]:
     paired = np.zeros(0, dtype=np.int64)
     if iou.size:
         comp = _components(ov)
-        order = np.argsort(comp, kind="stable")
+        size = np.bincount(comp)
+        single = size[comp] == 1  # most objects overlap one partner only: paired without a solver
+        picks = [np.flatnonzero(single)]
+        multi = np.flatnonzero(~single)
+        order = multi[np.argsort(comp[multi], kind="stable")]
         sorted_comp = comp[order]
-        starts = np.flatnonzero(np.r_[True, sorted_comp[1:] != sorted_comp[:-1]])
+        starts = np.flatnonzero(np.r_[True, sorted_comp[1:] != sorted_comp[:-1]]) if order.size else order
         ends = np.r_[starts[1:], sorted_comp.size]
-        picks = []
         for lo, hi in zip(starts, ends):
             idx = order[lo:hi]
-            if idx.size == 1:
-                picks.append(idx)
-                continue
             r_ids, r = np.unique(ov.pair_true[idx], return_inverse=True)
             c_ids, c = np.unique(ov.pair_pred[idx], return_inverse=True)
             cost = np.zeros((r_ids.size, c_ids.size))

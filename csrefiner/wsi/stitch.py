@@ -21,16 +21,21 @@ With a perfect segmenter (each tile mask a crop of one ground truth) the result 
 renumbering for any tile size and overlap, cells larger than the overlap included (see tests). With a model,
 an overlap of at least twice the cell diameter gives every cell a tile that sees it whole with context.
 
-Memory: tiles are read one at a time (twice: analysis, then painting); the label image is painted into a
-sparse temporary file next to the output, mapped one tile row at a time, then written as a tiled pyramidal
-OME-TIFF band by band. Every tile is validated before anything is written.
+Memory: tiles are read one at a time (twice: analysis, then painting); the seam strips kept between tile rows
+are compressed; the label image is painted tile by tile into a sparse temporary file next to the output (the
+*canvas*, H x W x 4 bytes of disk), then written as a tiled pyramidal OME-TIFF block by block. Nothing held
+in memory has the slide's width or height: peak memory follows the tile size and the number of objects.
+Free disk space is checked before any work, and the canvas is removed on every exit. Every tile is
+validated before anything is written.
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import os
-import tempfile
+import shutil
+import zlib
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -39,6 +44,7 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
 from csrefiner.errors import CsrefinerError
+from csrefiner.io.atomic import scratch
 from csrefiner.io import atomic_path, check_writable, read_labels
 from csrefiner.io.pairing import index_by_key, list_images, parse_coords, role
 from csrefiner.progress import track
@@ -46,7 +52,7 @@ from csrefiner.wsi.manifest import Manifest
 from csrefiner.wsi.objects import TileObjects, compact, describe
 from csrefiner.wsi.seams import strip_links
 from csrefiner.wsi.tiling import Tile, grid_size
-from csrefiner.wsi.writer import TILE, ScratchCanvas, write_pyramid
+from csrefiner.wsi.writer import TILE, ScratchCanvas, pyramid_steps, write_pyramid
 
 
 @dataclass(frozen=True)
@@ -116,8 +122,8 @@ def analyse(manifest: Manifest, paths: list[Path], min_iou: float) -> Analysis:
     tile_of, links = [], []
     grid = grid_size(tiles)
     right_strip: np.ndarray | None = None
-    bottom_strips: dict[int, np.ndarray] = {}
-    for tile, path in track(list(zip(tiles, paths)), "stitch: matching seams"):
+    bottom_strips: dict[int, _Packed] = {}  # one per column: together they span the slide's width
+    for tile, path in track(list(zip(tiles, paths)), "stitch: matching seams", unit="tiles"):
         local, n, nodes = _local_nodes(path, tile, int(offsets[tile.id]))
         offsets[tile.id + 1] = offsets[tile.id] + n
         parts.append(describe(local, n, tile))
@@ -125,14 +131,29 @@ def analyse(manifest: Manifest, paths: list[Path], min_iou: float) -> Analysis:
         if tile.edges[2] and right_strip is not None:  # left neighbour's right strip
             links.append(strip_links(right_strip, nodes[:, : right_strip.shape[1]], min_iou))
         if tile.edges[0]:  # upper neighbour's bottom strip
-            above = bottom_strips[tile.col]
+            above = bottom_strips[tile.col].unpack()
             links.append(strip_links(above, nodes[: above.shape[0]], min_iou))
         right_strip = _strip_towards(tiles, grid, tile, nodes, "right")
-        bottom_strips[tile.col] = _strip_towards(tiles, grid, tile, nodes, "down")
+        bottom_strips[tile.col] = _Packed.of(_strip_towards(tiles, grid, tile, nodes, "down"))
     stack = lambda field, pad: np.concatenate([np.array([pad])] + [getattr(p, field) for p in parts])  # noqa: E731
     objects = TileObjects(stack("whole", False), stack("anchor_y", 0), stack("anchor_x", 0), stack("margin", 0))
     return Analysis(tiles, offsets, np.concatenate([[-1]] + tile_of), objects,
                     np.concatenate(links) if links else np.empty((0, 2), dtype=np.int64))
+
+
+@dataclass(frozen=True)
+class _Packed:
+    """A seam strip kept until the tile below is read, zlib-compressed (labels compress ~10-50x)."""
+
+    shape: tuple[int, ...]
+    data: bytes
+
+    @classmethod
+    def of(cls, strip: np.ndarray | None) -> "_Packed | None":
+        return None if strip is None else cls(strip.shape, zlib.compress(strip.astype(np.int64).tobytes(), 1))
+
+    def unpack(self) -> np.ndarray:
+        return np.frombuffer(zlib.decompress(self.data), dtype=np.int64).reshape(self.shape)
 
 
 def _strip_towards(tiles: list[Tile], grid: tuple[int, int], tile: Tile, nodes: np.ndarray, side: str):
@@ -210,17 +231,12 @@ def resolve(analysis: Analysis) -> Plan:
 
 
 def paint(manifest: Manifest, paths: list[Path], analysis: Analysis, plan: Plan, canvas: ScratchCanvas) -> None:
-    """Pass 2: paint chosen views into the canvas, one tile row (band) mapped at a time."""
-    tiles = analysis.tiles
-    rows, cols = grid_size(tiles)
-    for r in track(range(rows), "stitch: painting"):
-        row = tiles[r * cols : (r + 1) * cols]
-        band = canvas.band(row[0].y, row[0].y + row[0].h)
-        for tile in row:
-            _, _, nodes = _local_nodes(paths[tile.id], tile, int(analysis.offsets[tile.id]))
-            _paint_tile(band[:, tile.x : tile.x + tile.w], tile, plan.paint_whole[nodes], plan.paint_core[nodes])
-        band.flush()
-        del band  # unmap: resident memory stays one band
+    """Pass 2: paint chosen views into the canvas, one tile at a time (read its region, paint, write back)."""
+    for tile in track(analysis.tiles, "stitch: painting", unit="tiles"):
+        _, _, nodes = _local_nodes(paths[tile.id], tile, int(analysis.offsets[tile.id]))
+        region = canvas.read(tile.y, tile.y + tile.h, tile.x, tile.x + tile.w)
+        _paint_tile(region, tile, plan.paint_whole[nodes], plan.paint_core[nodes])
+        canvas.write(tile.y, tile.x, region)
 
 
 def _paint_tile(region: np.ndarray, tile: Tile, whole: np.ndarray, piece: np.ndarray) -> None:
@@ -237,8 +253,8 @@ def _paint_tile(region: np.ndarray, tile: Tile, whole: np.ndarray, piece: np.nda
 def _compaction(canvas: ScratchCanvas, n_labels: int) -> tuple[np.ndarray | None, int]:
     """Labels that lost every pixel to a neighbour leave gaps: map the survivors to 1..N (None if no gaps)."""
     present = np.zeros(n_labels + 1, dtype=bool)
-    for band in canvas.bands(1, TILE):
-        present |= np.bincount(band.ravel(), minlength=n_labels + 1) > 0
+    for block in canvas.blocks():
+        present[block.ravel()] = True
     present[0] = False
     n = int(present.sum())
     if n == n_labels:
@@ -259,16 +275,52 @@ def stitch_tiles(
         raise CsrefinerError(f"--min-iou {min_iou}: use a value in [0.5, 1) so each object matches at most once")
     manifest = Manifest.load(manifest_path)
     paths = find_tile_masks(manifest, tiles_dir)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    check_disk(out.parent, manifest.shape)
     analysis = analyse(manifest, paths, min_iou)
     plan = resolve(analysis)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, scratch = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".canvas", dir=out.parent)
-    os.close(fd)
-    canvas = ScratchCanvas(scratch, manifest.shape)
     try:
-        paint(manifest, paths, analysis, plan, canvas)
-        lut, n = _compaction(canvas, plan.n_labels)
-        write_pyramid(out, manifest.shape, np.uint32, lambda step: canvas.bands(step, 2 * TILE, lut), force=force)
-    finally:
-        canvas.remove()
+        with scratch(out.with_name(out.name + ".canvas")) as canvas_path:
+            canvas = ScratchCanvas(canvas_path, manifest.shape)
+            try:
+                paint(manifest, paths, analysis, plan, canvas)
+                lut, n = _compaction(canvas, plan.n_labels)
+                write_pyramid(out, manifest.shape, np.uint32, None, force=force, tiles=_writing(canvas, lut))
+            finally:
+                canvas.remove()
+    except OSError as exc:
+        if exc.errno != errno.ENOSPC:
+            raise
+        raise CsrefinerError(f"{out.parent}: disk full while stitching ({exc.strerror}); {_disk_hint(out.parent, manifest.shape)}") from exc
     return StitchReport(out, len(analysis.tiles), n, plan.matched, plan.assembled, plan.dropped)
+
+
+def _writing(canvas: ScratchCanvas, lut: np.ndarray | None):
+    """The pyramid writer's tile source, with progress per level."""
+    def tiles(step: int):
+        n = -(-canvas.shape[0] // (step * TILE)) * -(-canvas.shape[1] // (step * TILE))
+        level = pyramid_steps(canvas.shape).index(step)
+        return track(canvas.tiles(step, TILE, lut), f"stitch: writing level {level}", total=n, unit="tiles")
+    return tiles
+
+
+def disk_need(shape: tuple[int, int]) -> int:
+    """Bytes of disk `stitch` needs next to its output: the H x W x 4 B canvas, plus room for the output.
+
+    The compressed pyramid of a label image is a few percent of the canvas; an eighth is a safe allowance.
+    """
+    canvas = int(shape[0]) * int(shape[1]) * 4
+    return canvas + canvas // 8
+
+
+def _disk_hint(folder: Path, shape: tuple[int, int]) -> str:
+    free = shutil.disk_usage(folder).free
+    return (f"stitching a {shape[0]}x{shape[1]} slide needs {disk_need(shape) / 2**30:.1f} GiB of temporary disk "
+            f"there (a {shape[0] * shape[1] * 4 / 2**30:.1f} GiB canvas + the output) and {free / 2**30:.1f} GiB "
+            "is free; free space or write --out to a larger disk")
+
+
+def check_disk(folder: Path, shape: tuple[int, int]) -> None:
+    """Refuse to start a stitch that cannot finish for lack of disk (the canvas fills as tiles are painted)."""
+    if shutil.disk_usage(folder).free < disk_need(shape):
+        raise CsrefinerError(f"{folder}: not enough free disk (no space left for the canvas); {_disk_hint(folder, shape)}")

@@ -37,7 +37,7 @@ def tile_slide(
             channels=slide.channels, tile_size=tile_size, overlap=overlap,
         )
         with atomic_dir(out, force=force) as tmp:
-            for tile in track(manifest.tiles, "tiling"):
+            for tile in track(manifest.tiles, "tiling", unit="tiles"):
                 write_image(Path(tmp) / manifest.image_name(tile), slide.read(tile.y, tile.x, tile.h, tile.w))
             manifest.save(Path(tmp) / MANIFEST)
     return manifest

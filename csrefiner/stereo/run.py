@@ -35,7 +35,8 @@ def cgef(
         require_anndata()  # fail before the work, not after it
     if block_size < 1:
         raise CsrefinerError(f"--block-size {block_size}: must be a positive number of pixels")
-    m = build_cellbin(matrix, mask, block_size=block_size, chunk_rows=chunk_rows)
+    out.resolve().parent.mkdir(parents=True, exist_ok=True)
+    m = build_cellbin(matrix, mask, block_size=block_size, chunk_rows=chunk_rows, workdir=out.resolve().parent)
     with atomic_path(out, force=force) as tmp:
         write_cgef(m, tmp, force=True)
         if h5ad is not None:

@@ -26,6 +26,7 @@ class RecordChunk:
     x: np.ndarray  # int64
     y: np.ndarray  # int64
     count: np.ndarray  # int64, >= 0
+    exon: np.ndarray | None = None  # int64 exon counts when the matrix has them (GEM ExonCount, GEF exon)
     first: int = 0  # file line (GEM) or expression row (GEF) of record 0, for error messages
     unit: str = "line"
 
@@ -61,6 +62,7 @@ class MatrixSource(Protocol):
     resolution: int  # nm per DNB
     sn: str  # chip serial number if the file says it
     genes: GeneTable
+    has_exon: bool  # chunks carry exon counts
 
     def chunks(self) -> Iterator[RecordChunk]: ...
 

@@ -7,6 +7,7 @@ reference, Python 3.10 venv) must read our files and return the same matrix.
 from __future__ import annotations
 
 import gzip
+import importlib.util
 import os
 import re
 import subprocess
@@ -233,7 +234,7 @@ def same_result(a, b, names=True) -> None:
 def test_gem_bgef_and_text_variants_agree(chip, tmp_path, monkeypatch):
     ref = build_cellbin(chip["gem"], chip["mask"], block_size=64)
     write_bgef(tmp_path / "v4.gef", chip["rec"], 4)
-    monkeypatch.setattr("csrefiner.stereo.aggregate.MERGE_AT", 4000)  # merge partial sums many times
+    monkeypatch.setattr("csrefiner.stereo.maskbands.BAND_PIXELS", 1)  # one row per band: cells span many bands
     same_result(ref, build_cellbin(tmp_path / "v4.gef", chip["mask"], block_size=64, chunk_rows=5000))
     monkeypatch.undo()
     write_bgef(tmp_path / "v2.gef", chip["rec"], 2)
@@ -411,3 +412,45 @@ def test_gefpy_written_bgef_gives_the_same_result(chip, gefpy, tmp_path):
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     same_result(build_cellbin(chip["gem"], chip["mask"]), build_cellbin(tmp_path / "chip.bgef", chip["mask"]))
+
+
+# ---------------------------------------------------------------- the mask is streamed, never read whole
+
+
+def scale_bench():
+    """benchmarks/cgef_scale.py: the analytic disc chip (label under any pixel is a formula) and its oracle."""
+    spec = importlib.util.spec_from_file_location("cgef_scale", REPO / "benchmarks" / "cgef_scale.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["cgef_scale"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+CAPPED = r"""
+import resource, sys
+cap = int(sys.argv[1])
+resource.setrlimit(resource.RLIMIT_AS, (cap, cap))
+from csrefiner.stereo.run import cgef
+cgef(sys.argv[2], sys.argv[3], sys.argv[4])
+"""
+MEMORY_CAP = 700 * 2**20  # address space, imports included; the mask alone is 1.6 GB as uint32
+
+
+def test_cgef_streams_a_400_mpx_mask_under_a_memory_cap(tmp_path):
+    """20,000 x 20,000 uint32 mask (1.6 GB in memory, < 1 MB on disk: tiled, mostly empty tiles), 4,000 cells
+    across several mask bands, 300k records; cgef runs with its address space capped at 700 MB and must give
+    every cell's exact count. Reading the whole mask (or a per-pixel array) cannot fit under the cap."""
+    bench = scale_bench()
+    chip = bench.DiscChip(20_000, 20_000, spacing=100, cell_rows=(9_500, 11_500))
+    chip.write_mask(tmp_path / "mask.tif")
+    truth = chip.write_gem(tmp_path / "chip.gem.gz", 300_000, near_cells=0.5)
+    assert chip.height * chip.width * 4 > 2 * MEMORY_CAP and (tmp_path / "mask.tif").stat().st_size < 2**20
+    env = {**os.environ, "PYTHONPATH": str(REPO), "CSREFINER_QUIET": "1", "OPENBLAS_NUM_THREADS": "1",
+           "OMP_NUM_THREADS": "1", "MALLOC_ARENA_MAX": "2"}
+    out = tmp_path / "chip.cellbin.gef"
+    proc = subprocess.run([sys.executable, "-c", CAPPED, str(MEMORY_CAP), tmp_path / "chip.gem.gz",
+                           tmp_path / "mask.tif", out], capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    result = bench.check_exact(out, chip, truth)
+    assert result["exact"] and result["cells"] == 4_000 and result["counts_in_cells"] > 100_000, result
+    assert not list(tmp_path.glob(".*partial*"))  # the spill files are gone

@@ -12,6 +12,7 @@ import contextlib
 import os
 import shutil
 import tempfile
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -137,7 +138,7 @@ def _labels(mask: MaskBands) -> LabelSet:
 def _geometry(mask: MaskBands, labels: LabelSet) -> Geometry:
     """Pass 2: area, centre and bounding box per cell; masks that are not instance labels are refused."""
     n = labels.values.size
-    moments = Moments(n, mask.shape[1])
+    moments = Moments(n)
     for r0, c, above, below in with_neighbour_rows(mask.bands("cgef: mask geometry"), labels.compact):
         moments.add(c, r0, above, below)
     geo = moments.geometry()
@@ -165,6 +166,7 @@ def build_cellbin(
 ) -> CellBinMatrix:
     """Three streamed passes over the mask (labels; geometry; borders + counts) while the matrix is parsed and
     bucketed by mask band in a background thread; temporary files live in `workdir` (default: system temp)."""
+    started = time.perf_counter()
     src = matrix if hasattr(matrix, "chunks") else open_matrix(Path(matrix), chunk_rows=chunk_rows)
     block = (block_size, block_size) if np.isscalar(block_size) else tuple(block_size)
     with MaskBands(mask) as bands, scratch_dir(workdir) as scratch:
@@ -181,7 +183,9 @@ def build_cellbin(
                 raise
             reader.join()
             buckets.check_inside(bands.name)
-            return _assemble(src, bands, labels, geo, buckets, block, scratch)
+            m = _assemble(src, bands, labels, geo, buckets, block, scratch)
+            m.stats["seconds"] = time.perf_counter() - started
+            return m
         finally:
             buckets.close()
 

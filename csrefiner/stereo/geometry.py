@@ -133,22 +133,23 @@ class Geometry:
 class Moments:
     """Pass 2: pixel count, sums of x and y (exact: integer-valued float64 sums) and bounding box per cell."""
 
-    def __init__(self, n: int, width: int):
+    def __init__(self, n: int):
         self.n = n
         self.area = np.zeros(n + 1, np.int64)
         self.sx = np.zeros(n + 1, np.float64)
         self.sy = np.zeros(n + 1, np.float64)
-        self.box = np.array([[np.iinfo(np.int64).max] * 2 + [-1] * 2] * (n + 1), np.int64)
-        self._xs = np.arange(width, dtype=np.float64)
+        self.box = np.empty((n + 1, 4), np.int64)
+        self.box[:, :2], self.box[:, 2:] = np.iinfo(np.int64).max, -1
 
     def add(self, c: np.ndarray, r0: int, above, below) -> None:
+        w = c.shape[1]
         for s0, s1 in strips(*c.shape):
-            part = c[s0:s1]
-            flat = part.ravel()
-            self.area += np.bincount(flat, minlength=self.n + 1)
-            self.sx += np.bincount(flat, weights=np.broadcast_to(self._xs, part.shape).ravel(), minlength=self.n + 1)
-            ys = np.arange(r0 + s0, r0 + s1, dtype=np.float64)[:, None]
-            self.sy += np.bincount(flat, weights=np.broadcast_to(ys, part.shape).ravel(), minlength=self.n + 1)
+            flat = c[s0:s1].reshape(-1)
+            at = np.flatnonzero(flat)  # cell pixels only: background is most of a chip
+            cells = flat[at]
+            self.area += np.bincount(cells, minlength=self.n + 1)
+            self.sx += np.bincount(cells, weights=at % w, minlength=self.n + 1)
+            self.sy += np.bincount(cells, weights=at // w + (r0 + s0), minlength=self.n + 1)
         cells, ys, xs = band_boundary(c, r0, above, below)  # extremes of a cell are on its boundary
         np.minimum.at(self.box[:, 0], cells, xs)
         np.minimum.at(self.box[:, 1], cells, ys)

@@ -57,6 +57,10 @@ def summary(m: CellBinMatrix) -> list[str]:
         f"{s['background_count']:,} counts in {s['background_records']:,} records; DNBs in cells "
         f"{s['dnbs_in_cells']:,} of {s['dnbs']:,}",
     ]
+    if s.get("seconds"):
+        sec = s["seconds"]
+        lines.append(f"matrix + mask in {sec:.1f} s: {s['records'] / sec:,.0f} records/s, "
+                     f"{m.width * m.height / sec / 1e6:,.1f} Mpx/s of mask")
     empty = int(np.count_nonzero(np.diff(m.indptr) == 0))
     if empty:
         lines.append(f"{empty:,} cells have no counts (kept, geneCount 0)")

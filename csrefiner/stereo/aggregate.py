@@ -206,23 +206,24 @@ class Aggregator:
         self._file.write(run.tobytes())
 
     def result(self):
-        """indptr (N + 1), gene rank (nnz, uint32), count (nnz, int64), exon (nnz, int64 or None), GEF order."""
+        """indptr (N + 1), gene rank (nnz, uint32), count and exon (nnz; uint32 unless a sum needs int64; exon
+        None without exon input), in GEF order."""
         assert not self._carry_keys.size, "every cell closes in some band"
         self._file.flush()
         indptr = np.r_[0, np.cumsum(self.genes_per_cell)].astype(np.int64)
         nnz = int(indptr[-1])
         gene = np.empty(nnz, np.uint32)
-        count = np.empty(nnz, np.int64)
-        exon = np.empty(nnz, np.int64) if self.exon else None
+        columns = [np.empty(nnz, np.uint32) for _ in self._entry.names[1:]]
         for offset, n in self._runs:
             run = np.frombuffer(os.pread(self._file.fileno(), n * self._entry.itemsize, offset), self._entry)
             pos = run["key"] // self.genes
             dest = indptr[pos] + (np.arange(n) - np.searchsorted(pos, pos, side="left"))
             gene[dest] = run["key"] % self.genes
-            count[dest] = run["count"]
-            if exon is not None:
-                exon[dest] = run["exon"]
-        return indptr, gene, count, exon
+            for i, name in enumerate(self._entry.names[1:]):
+                if columns[i].dtype != np.int64 and run[name].max(initial=0) > U4:
+                    columns[i] = columns[i].astype(np.int64)  # exact sums beyond uint32: rare, widen once
+                columns[i][dest] = run[name]
+        return indptr, gene, columns[0], columns[1] if self.exon else None
 
     def close(self) -> None:
         self._file.close()

@@ -40,7 +40,7 @@ class CellBinMatrix:
     border: np.ndarray  # (N, 32, 2) int16 offsets from (x, y)
     indptr: np.ndarray  # (N + 1,) int64
     gene: np.ndarray  # (nnz,) uint32 gene index, ascending inside a cell
-    count: np.ndarray  # (nnz,) int64 exact summed counts
+    count: np.ndarray  # (nnz,) exact summed counts (uint32, int64 if a sum exceeds it)
     gene_ids: list[str]
     gene_names: list[str]
     block_size: tuple[int, int]
@@ -52,7 +52,7 @@ class CellBinMatrix:
     resolution: int = 500
     sn: str = ""
     stats: dict = field(default_factory=dict)
-    exon: np.ndarray | None = None  # (nnz,) int64 exon counts, parallel to count, when the input has them
+    exon: np.ndarray | None = None  # (nnz,) exon counts, parallel to count, when the input has them
 
     @property
     def n_cells(self) -> int:

@@ -51,7 +51,7 @@ def row_sums(indptr: np.ndarray, values: np.ndarray) -> np.ndarray:
     sums = np.zeros(indptr.size - 1, np.int64)
     full = np.flatnonzero(np.diff(indptr) > 0)
     if full.size:
-        sums[full] = np.add.reduceat(values, indptr[full])
+        sums[full] = np.add.reduceat(values, indptr[full], dtype=np.int64)
     return sums
 
 
@@ -164,6 +164,7 @@ def write_cgef(m: CellBinMatrix, path: str | os.PathLike, force: bool = False) -
         cell_exp = np.zeros(m.gene.size, CELL_EXP_DTYPE)
         cell_exp["geneID"], cell_exp["count"] = m.gene, count16
         grp.create_dataset("cellExp", data=cell_exp).attrs["maxCount"] = _one(count16.max(initial=0), np.uint16)
+        del cell_exp
 
         ds = grp.create_dataset("gene", data=genes)
         for k, c in (("CellCount", "cellCount"), ("ExpCount", "expCount")):
@@ -172,6 +173,7 @@ def write_cgef(m: CellBinMatrix, path: str | os.PathLike, force: bool = False) -
 
         gene_exp = np.zeros(m.gene.size, GENE_EXP_DTYPE)
         gene_exp["cellID"], gene_exp["count"] = by_gene[0], by_gene[1]
+        by_gene[:2] = [None, None]
         grp.create_dataset("geneExp", data=gene_exp).attrs["maxCount"] = _one(count16.max(initial=0), np.uint16)
         del gene_exp
 

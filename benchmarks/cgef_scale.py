@@ -100,7 +100,8 @@ class DiscChip:
         import tifffile
 
         tifffile.imwrite(path, self.tiles(), shape=(self.height, self.width), dtype=np.uint32, tile=(TILE, TILE),
-                         compression="zlib", compressionargs={"level": 1}, photometric="minisblack", metadata=None, bigtiff=True)
+                         compression="zlib", compressionargs={"level": 1}, photometric="minisblack", metadata=None,
+                         bigtiff=True)
 
     def write_gem(self, path: Path, n_records: int, exon: bool = False, ox: int = 0, oy: int = 0,
                   seed: int = 1, near_cells: float = 0.0) -> dict:
@@ -188,7 +189,8 @@ def run_cgef_case(side_y: int, side_x: int, records_per_px: float, workdir: str 
     result = {"side_y": side_y, "side_x": side_x, "records_per_px": records_per_px, "records": n_records,
               "mask_gb_uint32": side_y * side_x * 4 / 1e9, "generate_s": round(generate_s, 1), "exit": rc,
               "wall_s": round(wall, 1), "cpu_s": round(cpu, 1), "peak_rss_mb": round(rss),
-              "records_per_s_wall": round(n_records / wall), "mask_mb_on_disk": round((work / "mask.tif").stat().st_size / 1e6),
+              "records_per_s_wall": round(n_records / wall),
+              "mask_mb_on_disk": round((work / "mask.tif").stat().st_size / 1e6),
               "gem_mb": round((work / "chip.gem.gz").stat().st_size / 1e6)}
     if rc == 0:
         result.update(check_exact(out, chip, truth))

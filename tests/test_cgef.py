@@ -482,7 +482,8 @@ def test_exon_datasets_equal_gefpys_own(gefpy, tmp_path):
     with gzip.open(tmp_path / "chip.gem.gz", "rb") as src:
         (tmp_path / "chip.gem").write_bytes(src.read())
     proc = subprocess.run([gefpy, "-c", GEFPY_BGEF_CGEF, tmp_path / "chip.gem", tmp_path / "chip.bgef",
-                           tmp_path / "gefpy.gef", tmp_path / "binary.tif"], capture_output=True, text=True, timeout=300)
+                           tmp_path / "gefpy.gef", tmp_path / "binary.tif"],
+                          capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     theirs = read_cgef(tmp_path / "gefpy.gef")
     for matrix in ("chip.gem.gz", "chip.bgef"):

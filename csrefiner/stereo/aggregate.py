@@ -127,7 +127,8 @@ class Buckets:
         for offset, cum in self._segments:
             n = int(cum[band + 1] - cum[band])
             if n:
-                data = os.pread(self._file.fileno(), n * self.dtype.itemsize, offset + int(cum[band]) * self.dtype.itemsize)
+                size = self.dtype.itemsize
+                data = os.pread(self._file.fileno(), n * size, offset + int(cum[band]) * size)
                 parts.append(np.frombuffer(data, self.dtype))
         return np.concatenate(parts) if parts else np.zeros(0, self.dtype)
 

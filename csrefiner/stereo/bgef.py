@@ -60,8 +60,8 @@ class BgefSource:
         self.n_records = int(expr.shape[0])
         self.has_exon = EXON in f
         if self.has_exon and f[EXON].shape[:1] != expr.shape[:1]:
-            raise CsrefinerError(f"{self.path}: /{EXON} has {f[EXON].shape[0]:,} rows for {self.n_records:,} expression "
-                                 "rows; the file is damaged")
+            raise CsrefinerError(f"{self.path}: /{EXON} has {f[EXON].shape[0]:,} rows for {self.n_records:,} "
+                                 "expression rows; the file is damaged")
         self._gene_ranges(genes, id_field)
         attrs = expr.attrs
         self.offset_x, self.offset_y = _attr_int(attrs, "minX", 0), _attr_int(attrs, "minY", 0)

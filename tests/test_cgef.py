@@ -7,6 +7,7 @@ reference, Python 3.10 venv) must read our files and return the same matrix.
 from __future__ import annotations
 
 import gzip
+import importlib.util
 import os
 import re
 import subprocess
@@ -233,7 +234,7 @@ def same_result(a, b, names=True) -> None:
 def test_gem_bgef_and_text_variants_agree(chip, tmp_path, monkeypatch):
     ref = build_cellbin(chip["gem"], chip["mask"], block_size=64)
     write_bgef(tmp_path / "v4.gef", chip["rec"], 4)
-    monkeypatch.setattr("csrefiner.stereo.aggregate.MERGE_AT", 4000)  # merge partial sums many times
+    monkeypatch.setattr("csrefiner.stereo.maskbands.BAND_PIXELS", 1)  # one row per band: cells span many bands
     same_result(ref, build_cellbin(tmp_path / "v4.gef", chip["mask"], block_size=64, chunk_rows=5000))
     monkeypatch.undo()
     write_bgef(tmp_path / "v2.gef", chip["rec"], 2)
@@ -411,3 +412,131 @@ def test_gefpy_written_bgef_gives_the_same_result(chip, gefpy, tmp_path):
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     same_result(build_cellbin(chip["gem"], chip["mask"]), build_cellbin(tmp_path / "chip.bgef", chip["mask"]))
+
+
+# ---------------------------------------------------------------- the mask is streamed, never read whole
+
+
+def scale_bench():
+    """benchmarks/cgef_scale.py: the analytic disc chip (label under any pixel is a formula) and its oracle."""
+    spec = importlib.util.spec_from_file_location("cgef_scale", REPO / "benchmarks" / "cgef_scale.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["cgef_scale"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+CAPPED = r"""
+import resource, sys
+cap = int(sys.argv[1])
+resource.setrlimit(resource.RLIMIT_AS, (cap, cap))
+from csrefiner.stereo.run import cgef
+cgef(sys.argv[2], sys.argv[3], sys.argv[4])
+"""
+MEMORY_CAP = 700 * 2**20  # address space, imports included; the mask alone is 1.6 GB as uint32
+
+
+def test_cgef_streams_a_400_mpx_mask_under_a_memory_cap(tmp_path):
+    """20,000 x 20,000 uint32 mask (1.6 GB in memory, < 1 MB on disk: tiled, mostly empty tiles), 4,000 cells
+    across several mask bands, 300k records; cgef runs with its address space capped at 700 MB and must give
+    every cell's exact count. Reading the whole mask (or a per-pixel array) cannot fit under the cap."""
+    bench = scale_bench()
+    chip = bench.DiscChip(20_000, 20_000, spacing=100, cell_rows=(9_500, 11_500))
+    chip.write_mask(tmp_path / "mask.tif")
+    truth = chip.write_gem(tmp_path / "chip.gem.gz", 300_000, near_cells=0.5)
+    assert chip.height * chip.width * 4 > 2 * MEMORY_CAP and (tmp_path / "mask.tif").stat().st_size < 2**20
+    env = {**os.environ, "PYTHONPATH": str(REPO), "CSREFINER_QUIET": "1", "OPENBLAS_NUM_THREADS": "1",
+           "OMP_NUM_THREADS": "1", "MALLOC_ARENA_MAX": "2"}
+    out = tmp_path / "chip.cellbin.gef"
+    proc = subprocess.run([sys.executable, "-c", CAPPED, str(MEMORY_CAP), tmp_path / "chip.gem.gz",
+                           tmp_path / "mask.tif", out], capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    result = bench.check_exact(out, chip, truth)
+    assert result["exact"] and result["cells"] == 4_000 and result["counts_in_cells"] > 100_000, result
+    assert not list(tmp_path.glob(".*partial*"))  # the spill files are gone
+
+
+# ---------------------------------------------------------------- exon counts, as gefpy writes them
+
+EXON_SETS = ("cellExon", "cellExpExon", "geneExon", "geneExpExon")
+GEFPY_BGEF_CGEF = r"""
+import sys
+from gefpy.bgef_writer_cy import generate_bgef
+from gefpy.cgef_writer_cy import generate_cgef
+generate_bgef(sys.argv[1], sys.argv[2], n_thread=1, bin_sizes=[1])
+generate_cgef(sys.argv[3], sys.argv[2], sys.argv[4], [256, 256])
+"""
+
+
+def test_exon_datasets_equal_gefpys_own(gefpy, tmp_path):
+    """A GEM with ExonCount on a mask of separate discs (gefpy's connected components find the same cells):
+    gefpy's generate_cgef and ours give the same cells, matrix and exon datasets, from the GEM and from
+    gefpy's BGEF; the .h5ad carries layers['exon']."""
+    bench = scale_bench()
+    bench.GENES = 50
+    chip = bench.DiscChip(600, 800, spacing=40)
+    yy, xx = np.mgrid[0:600, 0:800]
+    mask = chip.labels_at(yy, xx)
+    tifffile.imwrite(tmp_path / "binary.tif", (mask > 0).astype(np.uint8))
+    chip.write_gem(tmp_path / "chip.gem.gz", 60_000, exon=True, near_cells=0.5)
+    with gzip.open(tmp_path / "chip.gem.gz", "rb") as src:
+        (tmp_path / "chip.gem").write_bytes(src.read())
+    proc = subprocess.run([gefpy, "-c", GEFPY_BGEF_CGEF, tmp_path / "chip.gem", tmp_path / "chip.bgef",
+                           tmp_path / "gefpy.gef", tmp_path / "binary.tif"],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    theirs = read_cgef(tmp_path / "gefpy.gef")
+    for matrix in ("chip.gem.gz", "chip.bgef"):
+        out = tmp_path / f"{matrix}.gef"
+        cgef(tmp_path / matrix, mask, out, h5ad=tmp_path / f"{matrix}.h5ad")
+        ours = read_cgef(out)
+        for key in ("cell", "cellExp", "geneExp", "blockIndex") + EXON_SETS:
+            assert np.array_equal(ours[key], theirs[key]), (matrix, key)
+        with h5py.File(out) as a, h5py.File(tmp_path / "gefpy.gef") as b:
+            for key in EXON_SETS:
+                attrs = {k: (v.tolist(), v.dtype) for k, v in a["cellBin"][key].attrs.items()}
+                assert attrs == {k: (v.tolist(), v.dtype) for k, v in b["cellBin"][key].attrs.items()}, key
+        assert ours["cellExon"].sum() > 1000
+    anndata = pytest.importorskip("anndata")
+    ad = anndata.read_h5ad(tmp_path / "chip.gem.gz.h5ad")
+    assert np.array_equal(np.asarray(ad.layers["exon"].sum(axis=1)).ravel(), ours["cellExon"])
+
+
+def test_without_exon_input_no_exon_datasets(built):
+    assert not set(EXON_SETS) & set(built["g"])
+
+
+# ---------------------------------------------------------------- cells without counts, and no cell hit at all
+
+
+def write_small_gem(path: Path, rows: list[tuple[str, int, int, int]]) -> Path:
+    path.write_text("geneID\tx\ty\tMIDCount\n" + "".join(f"{g}\t{x}\t{y}\t{c}\n" for g, x, y, c in rows))
+    return path
+
+
+def test_cells_without_counts_are_kept_wherever_they_sit(tmp_path):
+    """The last cell in GEF block order without counts, a one-record GEM, and empty rows between full ones."""
+    mask = np.zeros((40, 60), np.uint32)
+    mask[2:6, 2:6], mask[2:6, 40:44], mask[30:35, 3:8], mask[30:36, 50:57] = 7, 8, 9, 10
+    one = write_small_gem(tmp_path / "one.gem", [("A", 3, 3, 5)])
+    m = cgef(one, mask, tmp_path / "one.gef", h5ad=tmp_path / "one.h5ad", block_size=16)
+    g = read_cgef(tmp_path / "one.gef")
+    assert g["label"][-1] != 7 and g["cell"]["geneCount"][-1] == 0  # the last cell in block order is empty
+    assert dict(zip(g["label"], g["cell"]["expCount"].tolist())) == {7: 5, 8: 0, 9: 0, 10: 0}
+    assert m.stats["cell_count"] == 5 and g["cellExp"].size == 1
+    rows = [("A", 41, 3, 2), ("B", 41, 4, 1), ("B", 52, 31, 4), ("A", 0, 0, 9)]  # 8 and 10 hit, 7 and 9 not
+    cgef(write_small_gem(tmp_path / "gaps.gem", rows), mask, tmp_path / "gaps.gef", block_size=16)
+    g = read_cgef(tmp_path / "gaps.gef")
+    assert dict(zip(g["label"], g["cell"]["expCount"].tolist())) == {7: 0, 8: 3, 9: 0, 10: 4}
+    assert dict(zip(g["label"], g["cell"]["dnbCount"].tolist())) == {7: 0, 8: 2, 9: 0, 10: 1}
+
+
+def test_no_record_on_any_cell_is_a_frame_error(tmp_path):
+    mask = np.zeros((40, 60), np.uint32)
+    mask[2:6, 2:6] = 1
+    gem = write_small_gem(tmp_path / "off.gem", [("A", 30, 20, 1), ("B", 59, 39, 2)])
+    with pytest.raises(CsrefinerError, match=r"none of its 2 records falls on a cell.*60 x 40 px.*x 30..59, "
+                                             r"y 20..39.*frame mistake.*#OffsetX/#OffsetY") as err:
+        cgef(gem, mask, tmp_path / "off.gef")
+    assert "\n" not in str(err.value)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["off.gem"]

@@ -37,6 +37,8 @@ def to_anndata(m: CellBinMatrix):
     var = pd.DataFrame({"gene_name": m.gene_names}, index=pd.Index(m.gene_ids, name="gene_id"))
     adata = anndata.AnnData(X=m.csr(np.int64 if m.count.max(initial=0) > np.iinfo(np.int32).max else np.int32),
                             obs=obs, var=var)
+    if m.exon is not None:
+        adata.layers["exon"] = m.csr(adata.X.dtype, values=m.exon)
     adata.obsm["spatial"] = np.column_stack([m.x, m.y]).astype(np.float64)
     adata.uns["cellbin"] = {
         "offset_x": m.offset_x, "offset_y": m.offset_y, "width": m.width, "height": m.height,

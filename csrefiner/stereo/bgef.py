@@ -13,6 +13,7 @@ from csrefiner.stereo.source import CHUNK_ROWS, GeneTable, RecordChunk
 
 GENE = "geneExp/bin1/gene"
 EXPRESSION = "geneExp/bin1/expression"
+EXON = "geneExp/bin1/exon"  # exon counts parallel to the expression rows, when the GEM had ExonCount
 
 
 def _text(value) -> str:
@@ -57,6 +58,10 @@ class BgefSource:
         if missing:
             raise CsrefinerError(f"{self.path}: /{EXPRESSION} lacks field(s) {sorted(missing)}")
         self.n_records = int(expr.shape[0])
+        self.has_exon = EXON in f
+        if self.has_exon and f[EXON].shape[:1] != expr.shape[:1]:
+            raise CsrefinerError(f"{self.path}: /{EXON} has {f[EXON].shape[0]:,} rows for {self.n_records:,} "
+                                 "expression rows; the file is damaged")
         self._gene_ranges(genes, id_field)
         attrs = expr.attrs
         self.offset_x, self.offset_y = _attr_int(attrs, "minX", 0), _attr_int(attrs, "minY", 0)
@@ -97,6 +102,7 @@ class BgefSource:
 
         with h5py.File(self.path, "r") as f:
             expr = f[EXPRESSION]
+            exon = f[EXON] if self.has_exon else None
             starts = range(0, self.n_records, self.chunk_rows)
             for start in track(starts, f"reading {self.path.name}", total=len(starts)):
                 stop = min(start + self.chunk_rows, self.n_records)
@@ -110,4 +116,5 @@ class BgefSource:
                 yield RecordChunk(
                     gene=gene, x=block["x"].astype(np.int64), y=block["y"].astype(np.int64),
                     count=block["count"].astype(np.int64), first=start, unit="expression row",
+                    exon=exon[start:stop].astype(np.int64) if exon is not None else None,
                 ).checked(self.path)

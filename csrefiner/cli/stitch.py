@@ -16,6 +16,8 @@ def stitch(
     preview: Optional[Path] = typer.Option(None, "--preview", help="Also write a PNG overview (objects coloured, seams grey)."),
     report_json: Optional[Path] = typer.Option(None, "--report", help="Also write the counts as JSON (tiles, "
                                                "objects, matched across seams, assembled, dropped)."),
+    pixel_size: Optional[float] = typer.Option(None, "--pixel-size", help="Micrometres per pixel written as OME "
+                                               "PhysicalSize (default: the manifest's, from the slide)."),
     force: bool = typer.Option(False, "--force", help="Replace an existing output file."),
 ) -> None:
     """Resolve objects in tile overlaps once (matched across seams, owned by the tile holding their centre)."""
@@ -29,7 +31,7 @@ def stitch(
         if extra is not None:
             check_writable(extra, force)
     with outputs_together(out, preview, report_json):  # a failed --preview leaves no stitched mask behind
-        report = stitch_tiles(manifest, tiles, out, force, min_iou)
+        report = stitch_tiles(manifest, tiles, out, force, min_iou, pixel_size_um=pixel_size)
         if preview is not None:
             write_preview(out, Manifest.load(manifest), preview, force)
         if report_json is not None:

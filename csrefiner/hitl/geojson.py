@@ -250,14 +250,20 @@ def labels_to_features(
     for k, (label, box) in track(list(enumerate(zip(ids, boxes), start=1)), "trace outlines"):
         polygons = object_polygons(seq[box] == k)
         corner = np.array([box[1].start + offset[0], box[0].start + offset[1]])
-        feats.append({
-            "type": "Feature",
-            "id": str(uuid.uuid5(_NAMESPACE, f"{key}:{int(label)}")),
-            "geometry": _geometry_json(polygons, corner),
-            "properties": {
-                "objectType": object_type,
-                "classification": {"name": class_name, "color": [int(c) for c in color]},
-                "measurements": {"label": int(label)},
-            },
-        })
+        feats.append(object_feature(int(label), polygons, corner, object_type, class_name, color, key))
     return {"type": "FeatureCollection", "features": feats}
+
+
+def object_feature(label: int, polygons, corner, object_type: str = "annotation", class_name: str = DEFAULT_CLASS,
+                   color: Sequence[int] = DEFAULT_COLOR, key: str = "") -> dict:
+    """One QuPath feature: the object's traced polygons shifted by `corner` (x, y), its mask label kept."""
+    return {
+        "type": "Feature",
+        "id": str(uuid.uuid5(_NAMESPACE, f"{key}:{int(label)}")),
+        "geometry": _geometry_json(polygons, corner),
+        "properties": {
+            "objectType": object_type,
+            "classification": {"name": class_name, "color": [int(c) for c in color]},
+            "measurements": {"label": int(label)},
+        },
+    }

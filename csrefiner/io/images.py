@@ -94,17 +94,22 @@ def read_labels(path: str | os.PathLike) -> np.ndarray:
     return as_labels(_read_raw(path), source=str(path))
 
 
-def write_labels(path: str | os.PathLike, labels: np.ndarray, force: bool = False) -> Path:
-    """Write a uint32 instance mask as a zlib-compressed TIFF, atomically."""
+def write_labels(path: str | os.PathLike, labels: np.ndarray, force: bool = False,
+                 pixel_size_um: float | None = None) -> Path:
+    """Write a uint32 instance mask as a zlib-compressed TIFF, atomically (resolution tags when the size is known)."""
     import tifffile
+
+    from csrefiner.io.frames import tiff_resolution
 
     labels = as_labels(labels, source=str(path))
     with atomic_path(path, force=force) as tmp:
-        tifffile.imwrite(tmp, labels, compression="zlib", photometric="minisblack", metadata=None)
+        tifffile.imwrite(tmp, labels, compression="zlib", photometric="minisblack", metadata=None,
+                         **tiff_resolution(pixel_size_um))
     return Path(path)
 
 
-def write_image(path: str | os.PathLike, image: np.ndarray, force: bool = False) -> Path:
+def write_image(path: str | os.PathLike, image: np.ndarray, force: bool = False,
+                pixel_size_um: float | None = None) -> Path:
     """Write a grey or RGB image (TIFF compressed, PNG via scikit-image), atomically."""
     path = Path(path)
     with atomic_path(path, force=force) as tmp:
@@ -112,7 +117,10 @@ def write_image(path: str | os.PathLike, image: np.ndarray, force: bool = False)
             import tifffile
 
             rgb = image.ndim == 3 and image.shape[-1] == 3
-            tifffile.imwrite(tmp, image, compression="zlib", photometric="rgb" if rgb else "minisblack", metadata=None)
+            from csrefiner.io.frames import tiff_resolution
+
+            tifffile.imwrite(tmp, image, compression="zlib", photometric="rgb" if rgb else "minisblack", metadata=None,
+                             **tiff_resolution(pixel_size_um))
         else:
             import skimage.io
 

@@ -89,7 +89,8 @@ def predict_checked(segmenter: Segmenter, image, source: Path):
     return labels
 
 
-def segment_tiled(segmenter: Segmenter, path: Path, out_mask: Path, tile_size: int, overlap: int) -> int:
+def segment_tiled(segmenter: Segmenter, path: Path, out_mask: Path, tile_size: int, overlap: int,
+                  pixel_size_um: float | None = None) -> int:
     """A slide larger than one tile: read tile by tile, segment, stitch (bounded memory, no seams)."""
     from csrefiner.wsi.manifest import Manifest
     from csrefiner.wsi.reader import open_slide
@@ -101,7 +102,8 @@ def segment_tiled(segmenter: Segmenter, path: Path, out_mask: Path, tile_size: i
         scratch = Path(scratch)
         with open_slide(path) as slide:
             manifest = Manifest(slide=sample_key(path), source=str(path), shape=tuple(slide.shape),
-                                dtype=str(slide.dtype), channels=slide.channels, tile_size=tile_size, overlap=overlap)
+                                dtype=str(slide.dtype), channels=slide.channels, tile_size=tile_size, overlap=overlap,
+                                pixel_size_um=pixel_size_um)
             for tile in track(manifest.tiles, f"segment {path.name} tile by tile"):
                 region = slide.read(tile.y, tile.x, tile.h, tile.w)
                 write_labels(scratch / f"{manifest.key(tile)}-mask.tif", predict_checked(segmenter, region, path))
@@ -133,8 +135,13 @@ def check_tiling(images: list[Path], tile_size: int, overlap: int) -> set[Path]:
 
 
 def segment(model_dir: Path | None, model: str | None, input_path: Path, out: Path, params: TrainParams,
-            manifest: Path | None = None, force: bool = False, tile_size: int = 4096, overlap: int = 128) -> dict:
-    """Segment every input; an image larger than `tile_size` on a side goes tile by tile and is stitched."""
+            manifest: Path | None = None, force: bool = False, tile_size: int = 4096, overlap: int = 128,
+            pixel_size_um: float | None = None) -> dict:
+    """Segment every input; an image larger than `tile_size` on a side goes tile by tile and is stitched.
+
+    Each mask carries its image's pixel size (or `pixel_size_um`) in its TIFF resolution tags."""
+    from csrefiner.io.frames import resolve_pixel_size
+
     check_writable(out, force)
     images = list_inputs(input_path)
     if manifest is not None:
@@ -146,11 +153,12 @@ def segment(model_dir: Path | None, model: str | None, input_path: Path, out: Pa
     with atomic_dir(out, force=force) as tmp:
         for path in track(images, f"segment ({backend.name})"):
             key = sample_key(path)
+            um = resolve_pixel_size(pixel_size_um, path)
             if path in tiled:
-                counts[key] = segment_tiled(segmenter, path, tmp / f"{key}-mask.tif", tile_size, overlap)
+                counts[key] = segment_tiled(segmenter, path, tmp / f"{key}-mask.tif", tile_size, overlap, um)
                 continue
             labels = predict_checked(segmenter, read_image(path), path)
-            write_labels(tmp / f"{key}-mask.tif", labels)
+            write_labels(tmp / f"{key}-mask.tif", labels, pixel_size_um=um)
             counts[key] = int(np.count_nonzero(np.unique(labels)))
         info |= {"device": params.device, "images": len(images), "objects": counts, **segmenter.describe()}
         write_json(tmp / "segment.json", info)  # no timings: reruns give byte-identical files

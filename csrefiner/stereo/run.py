@@ -10,6 +10,7 @@ import numpy as np
 
 from csrefiner.errors import CsrefinerError
 from csrefiner.io import atomic_path, check_writable
+from csrefiner.io.frames import resolve_pixel_size, stereo_pixel_size
 from csrefiner.stereo.cellbin import CellBinMatrix, build_cellbin
 from csrefiner.stereo.source import CHUNK_ROWS
 
@@ -22,7 +23,12 @@ def cgef(
     block_size: int = 256,
     force: bool = False,
     chunk_rows: int = CHUNK_ROWS,
+    pixel_size_um: float | None = None,
+    lowres_image: str | os.PathLike | None = None,
 ) -> CellBinMatrix:
+    """Pixel size: `pixel_size_um`, else the mask's own (OME/TIFF tags), else the matrix's DNB pitch (0.5 um);
+    `lowres_image` (the stitch preview PNG) becomes the h5ad's scanpy low-res image."""
+    from csrefiner.io import read_image
     from csrefiner.stereo.cgef_writer import write_cgef
 
     out = check_writable(out, force)
@@ -36,14 +42,42 @@ def cgef(
     if block_size < 1:
         raise CsrefinerError(f"--block-size {block_size}: must be a positive number of pixels")
     out.resolve().parent.mkdir(parents=True, exist_ok=True)
+    um = resolve_pixel_size(pixel_size_um, None if isinstance(mask, np.ndarray) else mask)
+    lowres = read_image(lowres_image) if lowres_image is not None else _overview(mask)
     m = build_cellbin(matrix, mask, block_size=block_size, chunk_rows=chunk_rows, workdir=out.resolve().parent)
+    um = um or stereo_pixel_size(m.resolution)
     with atomic_path(out, force=force) as tmp:
         write_cgef(m, tmp, force=True)
+        _stamp_frames(tmp, um)
         if h5ad is not None:
             from csrefiner.stereo.anndata_writer import write_h5ad
 
-            write_h5ad(m, h5ad, force=force)
+            write_h5ad(m, h5ad, force=force, pixel_size_um=um, lowres=lowres)
     return m
+
+
+def _overview(mask) -> np.ndarray | None:
+    """Without a preview, the mask's smallest pyramid level coloured per cell (what `stitch --preview` draws)."""
+    if isinstance(mask, np.ndarray):
+        return None
+    import tifffile
+
+    from csrefiner.wsi.preview import label_colours
+
+    try:
+        with tifffile.TiffFile(mask) as tif:
+            return label_colours(np.squeeze(tif.series[0].levels[-1].asarray()))
+    except Exception:  # not a TIFF pyramid: the h5ad simply has no image; cgef reports the mask's own errors
+        return None
+
+
+def _stamp_frames(path: Path, pixel_size_um: float) -> None:
+    """Extra root attributes (readers ignore unknown ones): the mask pixel size; the GEF is in the chip frame."""
+    import h5py
+
+    with h5py.File(path, "r+") as f:
+        f.attrs["csrefiner_pixel_size_um"] = np.array([pixel_size_um], np.float64)
+        f.attrs["csrefiner_frame"] = np.array([b"chip = mask pixel + (offsetX, offsetY)"], dtype="S64")
 
 
 def summary(m: CellBinMatrix) -> list[str]:

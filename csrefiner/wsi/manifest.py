@@ -14,6 +14,7 @@ from pathlib import Path
 
 from csrefiner.errors import CsrefinerError
 from csrefiner.io import safe_name, write_text
+from csrefiner.io.frames import check_pixel_size
 from csrefiner.wsi.tiling import Tile, check_plan, plan_tiles
 
 FORMAT = "csrefiner-tiles"
@@ -29,6 +30,7 @@ class Manifest:
     channels: int  # 1 grey, 3 RGB
     tile_size: int
     overlap: int
+    pixel_size_um: float | None = None  # from the slide or --pixel-size; None when unknown
 
     @cached_property
     def tiles(self) -> list[Tile]:
@@ -51,6 +53,7 @@ class Manifest:
             "channels": self.channels,
             "tile_size": self.tile_size,
             "overlap": self.overlap,
+            "pixel_size_um": self.pixel_size_um,
             "tiles": [
                 {"id": t.id, "row": t.row, "col": t.col, "x": t.x, "y": t.y, "w": t.w, "h": t.h,
                  "key": self.key(t), "image": self.image_name(t)}
@@ -86,6 +89,7 @@ class Manifest:
                 slide=str(data["slide"]), source=str(data["source"]),
                 shape=(int(data["shape"][0]), int(data["shape"][1])), dtype=str(data["dtype"]),
                 channels=int(data["channels"]), tile_size=int(data["tile_size"]), overlap=int(data["overlap"]),
+                pixel_size_um=check_pixel_size(data.get("pixel_size_um"), f"{source}: pixel_size_um"),
             )
             listed = [(int(t["id"]), int(t["x"]), int(t["y"]), int(t["w"]), int(t["h"])) for t in data["tiles"]]
         except (KeyError, TypeError, ValueError, IndexError) as exc:

@@ -46,6 +46,7 @@ from scipy.sparse.csgraph import connected_components
 from csrefiner.errors import CsrefinerError
 from csrefiner.io.atomic import scratch
 from csrefiner.io import atomic_path, check_writable, read_labels
+from csrefiner.io.frames import check_pixel_size
 from csrefiner.io.pairing import index_by_key, list_images, parse_coords, role
 from csrefiner.progress import track
 from csrefiner.wsi.manifest import Manifest
@@ -268,12 +269,16 @@ def stitch_tiles(
     out: str | os.PathLike,
     force: bool = False,
     min_iou: float = 0.5,
+    pixel_size_um: float | None = None,
 ) -> StitchReport:
-    """Merge the tiles' instance masks into one uint32 OME-TIFF at `out` (atomically); see module docstring."""
+    """Merge the tiles' instance masks into one uint32 OME-TIFF at `out` (atomically); see module docstring.
+
+    The output's PhysicalSize is `pixel_size_um`, else the manifest's (the slide's)."""
     out = check_writable(out, force)
     if not 0.5 <= min_iou < 1.0:
         raise CsrefinerError(f"--min-iou {min_iou}: use a value in [0.5, 1) so each object matches at most once")
     manifest = Manifest.load(manifest_path)
+    um = check_pixel_size(pixel_size_um) or manifest.pixel_size_um
     paths = find_tile_masks(manifest, tiles_dir)
     out.parent.mkdir(parents=True, exist_ok=True)
     check_disk(out.parent, manifest.shape)
@@ -285,7 +290,8 @@ def stitch_tiles(
             try:
                 paint(manifest, paths, analysis, plan, canvas)
                 lut, n = _compaction(canvas, plan.n_labels)
-                write_pyramid(out, manifest.shape, np.uint32, None, force=force, tiles=_writing(canvas, lut))
+                write_pyramid(out, manifest.shape, np.uint32, None, force=force, tiles=_writing(canvas, lut),
+                              pixel_size_um=um)
             finally:
                 canvas.remove()
     except OSError as exc:

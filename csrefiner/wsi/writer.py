@@ -58,13 +58,18 @@ def write_pyramid(
     tile: int = TILE,
     level: int = 6,
     tiles: Callable[[int], Iterable[np.ndarray]] | None = None,
+    pixel_size_um: float | None = None,
 ) -> Path:
     """Write an OME-TIFF (zlib, horizontal predictor) atomically; `steps` defaults to `pyramid_steps(shape)`.
 
     `tiles(step)`, when given, replaces `bands`: it yields the level's tiles in TIFF order itself (memory
-    bounded by a tile, not by a band of the slide's width).
+    bounded by a tile, not by a band of the slide's width). A known pixel size goes into the OME-XML
+    (PhysicalSizeX/Y) and into every level's TIFF resolution tags (level k: size x its step), so readers of
+    either kind scale every level right.
     """
     import tifffile
+
+    from csrefiner.io.frames import ome_physical_size, tiff_resolution
 
     steps = pyramid_steps(shape) if steps is None else steps
     dtype = np.dtype(dtype)
@@ -74,7 +79,8 @@ def write_pyramid(
     )
     extra = (3,) if rgb else ()
     level0 = tiles(1) if tiles is not None else bands(1)
-    ome = {"axes": "YXS" if rgb else "YX", "UUID": content_uuid(level0, shape, dtype.str, steps)}  # reproducible
+    ome = {"axes": "YXS" if rgb else "YX", "UUID": content_uuid(level0, shape, dtype.str, steps),  # reproducible
+           **ome_physical_size(pixel_size_um)}
     with atomic_path(path, force=force) as tmp:
         with tifffile.TiffWriter(tmp, bigtiff=True, ome=True) as tif:
             for i, step in enumerate(steps):
@@ -83,7 +89,7 @@ def write_pyramid(
                 source = tiles(step) if tiles is not None else _tiles(bands(step), level_shape[1], tile)
                 tif.write(
                     source, shape=level_shape, dtype=dtype,
-                    subfiletype=0 if i == 0 else 1, **first, **options,
+                    subfiletype=0 if i == 0 else 1, **first, **options, **tiff_resolution(pixel_size_um, step),
                 )
     return Path(path)
 

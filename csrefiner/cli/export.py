@@ -1,0 +1,66 @@
+"""`csrefiner export`: the stitched mask (plus slide and cell-bin matrix) for other tools: QuPath GeoJSON of
+the whole slide, and a SpatialData zarr store."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+
+def _pair(text: Optional[str], option: str) -> Optional[tuple[int, int]]:
+    from csrefiner.errors import CsrefinerError
+
+    if text is None:
+        return None
+    try:
+        x, y = (int(v) for v in text.split(","))
+    except ValueError:
+        raise CsrefinerError(f"{option} {text!r}: give two integers X,Y, e.g. 5000,7000") from None
+    return x, y
+
+
+def export(
+    mask: Path = typer.Option(..., "--mask", help="Stitched uint32 label image (OME-TIFF from `csrefiner stitch`)."),
+    geojson: Optional[Path] = typer.Option(None, "--geojson", help="Write every cell as a QuPath GeoJSON feature "
+                                           "(pixel-edge convention), traced band by band."),
+    zarr_out: Optional[Path] = typer.Option(None, "--zarr", help="Write a SpatialData zarr store (needs the "
+                                            "spatialdata extra: `make venv-clients`)."),
+    image: Optional[Path] = typer.Option(None, "--image", help="The slide the mask was segmented from (tiled TIFF), "
+                                         "for the zarr store's image."),
+    table: Optional[Path] = typer.Option(None, "--table", help="Cell-bin matrix for the zarr store's table: the "
+                                         ".h5ad or .cellbin.gef of `csrefiner cgef`."),
+    origin: Optional[str] = typer.Option(None, "--origin", help="X,Y added to GeoJSON vertices: where the mask's "
+                                         "pixel (0, 0) lies on the slide QuPath opens (default 0,0)."),
+    offset: Optional[str] = typer.Option(None, "--offset", help="X,Y chip offset for the zarr's 'chip' frame "
+                                         "(default: the table's, from #OffsetX/#OffsetY or GEF minX/minY)."),
+    pixel_size: Optional[float] = typer.Option(None, "--pixel-size", help="Micrometres per pixel (default: the "
+                                               "mask's, the slide's, then the table's)."),
+    object_type: str = typer.Option("detection", "--object-type", help="QuPath object type: detection or annotation."),
+    force: bool = typer.Option(False, "--force", help="Replace existing outputs."),
+) -> None:
+    """Export the stitched mask: --geojson for QuPath, --zarr for SpatialData (image, labels, shapes, table)."""
+    from csrefiner.errors import CsrefinerError
+    from csrefiner.io import check_writable
+
+    if geojson is None and zarr_out is None:
+        raise CsrefinerError("export: nothing to write; give --geojson OUT.geojson and/or --zarr OUT.zarr")
+    for out in (geojson, zarr_out):
+        if out is not None:
+            check_writable(out, force)
+    if zarr_out is not None:
+        from csrefiner.interop.spatialdata import export_spatialdata
+
+        info = export_spatialdata(zarr_out, mask, image, table, pixel_size, _pair(offset, "--offset"), force)
+        typer.echo(f"wrote {zarr_out}: {info['cells']} cells, {info['levels']} levels, pixel size "
+                   f"{info['pixel_size_um']} um, chip offset {info['offset']}")
+    if geojson is not None:
+        from csrefiner.wsi.outlines import write_slide_geojson
+
+        n = write_slide_geojson(mask, geojson, _pair(origin, "--origin") or (0, 0), object_type, force=force)
+        typer.echo(f"wrote {n} cells to {geojson}")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("export")(export)

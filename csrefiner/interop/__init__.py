@@ -1,0 +1,1 @@
+"""Outputs for other tools' data models (SpatialData); each needs its extra, installed in its own venv."""

@@ -57,8 +57,10 @@ class MaskBands:
             self._array = None
             self._slide = Slide(path)
             if self._slide.channels != 1:
+                shape = (*self._slide.shape, self._slide.channels)
                 self.close()
-                raise CsrefinerError(f"{path}: a label mask must be 2D, got shape {(*self._slide.shape, 3)}")
+                raise CsrefinerError(f"{path}: a label mask must be 2D, got shape {shape}; give the instance mask "
+                                     "(uint32 labels), not an image")
             as_labels(np.zeros((1, 1), self._slide.dtype), self.name)  # dtype checks before reading anything
             self.shape = tuple(self._slide.shape)
             chunk = _chunk_rows(path)

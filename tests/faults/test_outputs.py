@@ -185,8 +185,8 @@ def boundary_faults() -> list[Fault]:
               ("--tile-size",)),
         Fault("segment:missing-option", lambda r: ["segment", "--input", "patches"], ("--out",)),
         Fault("unknown-command", lambda r: ["segmnet"], ("segmnet",)),
-        Fault("tile:truncated-tiled-tiff", lambda r: truncated(r, True), ("cut.tif", "damaged")),
-        Fault("tile:truncated-striped-tiff", lambda r: truncated(r, False), ("cut.tif", "damaged")),
+        Fault("tile:truncated-tiled-tiff", lambda r: truncated(r, True), ("cut.tif", "truncated")),
+        Fault("tile:truncated-striped-tiff", lambda r: truncated(r, False), ("cut.tif", "truncated")),
     ]
 
 

@@ -4,7 +4,7 @@ the whole slide, and a SpatialData zarr store."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
+from typing import Literal, Optional
 
 import typer
 
@@ -37,28 +37,35 @@ def export(
                                          "(default: the table's, from #OffsetX/#OffsetY or GEF minX/minY)."),
     pixel_size: Optional[float] = typer.Option(None, "--pixel-size", help="Micrometres per pixel (default: the "
                                                "mask's, the slide's, then the table's)."),
-    object_type: str = typer.Option("detection", "--object-type", help="QuPath object type: detection or annotation."),
+    object_type: Literal["detection", "annotation"] = typer.Option("detection", "--object-type", help="QuPath object type: detection or annotation."),
     force: bool = typer.Option(False, "--force", help="Replace existing outputs."),
 ) -> None:
     """Export the stitched mask: --geojson for QuPath, --zarr for SpatialData (image, labels, shapes, table)."""
     from csrefiner.errors import CsrefinerError
-    from csrefiner.io import check_writable
+    from csrefiner.io import check_outputs, check_writable, outputs_together
 
     if geojson is None and zarr_out is None:
         raise CsrefinerError("export: nothing to write; give --geojson OUT.geojson and/or --zarr OUT.zarr")
+    check_outputs([mask, image, table], [geojson, zarr_out])
+    origin_xy, offset_xy = _pair(origin, "--origin") or (0, 0), _pair(offset, "--offset")  # before any work
     for out in (geojson, zarr_out):
         if out is not None:
             check_writable(out, force)
+    with outputs_together(geojson, zarr_out):  # a failed second output leaves no first one behind
+        _export(mask, geojson, zarr_out, image, table, origin_xy, offset_xy, pixel_size, object_type, force)
+
+
+def _export(mask, geojson, zarr_out, image, table, origin_xy, offset_xy, pixel_size, object_type, force) -> None:
     if zarr_out is not None:
         from csrefiner.interop.spatialdata import export_spatialdata
 
-        info = export_spatialdata(zarr_out, mask, image, table, pixel_size, _pair(offset, "--offset"), force)
+        info = export_spatialdata(zarr_out, mask, image, table, pixel_size, offset_xy, force)
         typer.echo(f"wrote {zarr_out}: {info['cells']} cells, {info['levels']} levels, pixel size "
                    f"{info['pixel_size_um']} um, chip offset {info['offset']}")
     if geojson is not None:
         from csrefiner.wsi.outlines import write_slide_geojson
 
-        n = write_slide_geojson(mask, geojson, _pair(origin, "--origin") or (0, 0), object_type, force=force)
+        n = write_slide_geojson(mask, geojson, origin_xy, object_type, force=force)
         typer.echo(f"wrote {n} cells to {geojson}")
 
 

@@ -83,8 +83,9 @@ def status(project: Path = PROJECT) -> None:
     """The rounds so far: patches, starting model, held-out F1."""
     from csrefiner.hitl.rounds import status as rounds_status
 
+    rows = rounds_status(project)
     typer.echo(f"{'round':>5} {'suggested':>9} {'annotated':>9} {'total':>5} {'from':>8} {'held-out F1':>11}  model")
-    for r in rounds_status(project):
+    for r in rows:
         f1 = "-" if r["heldout_f1"] is None else f"{r['heldout_f1']:.3f}"
         total = "-" if r["total"] is None else r["total"]
         typer.echo(f"{r['round']:>5} {r['suggested']:>9} {r['annotated']:>9} {total:>5} {r['from']:>8} {f1:>11}  "

@@ -13,7 +13,7 @@ import json
 import pandas as pd
 
 from csrefiner.demo import layout as L
-from csrefiner.demo.flow import WATERSHED, Flow, csrefiner
+from csrefiner.demo.flow import Flow, csrefiner
 
 CURVE_CSV = "curve/curve.csv"
 CURVE_PNG = f"{L.FIGURES}/learning_curve.png"  # drawn by the report (figures/ is rebuilt there)
@@ -25,7 +25,7 @@ def _f1(evaluation, method: str) -> tuple[float, int]:
 
 
 def budget_sweep(flow: Flow, budgets: list[int]) -> pd.DataFrame:
-    names = sorted([L.method(m, L.BASELINE) for m in flow.models] + [WATERSHED])
+    names = sorted([L.method(m, L.BASELINE) for m in flow.models] + [L.WATERSHED])
     preds = [a for n in names for a in ("--pred", flow.path(L.predictions("pool", n)))]
     gt = flow.path(L.EVAL_SETS["heldout_hard"])
     rows = []

@@ -17,7 +17,7 @@ from csrefiner.errors import CsrefinerError
 
 STEP_MODULES = [
     "synth", "tile", "crop", "finetune", "segment", "stitch", "evaluate", "consensus", "suggest", "annotations",
-    "cgef", "export", "models", "demo",
+    "cgef", "export", "models", "demo", "round",
 ]
 
 app = typer.Typer(

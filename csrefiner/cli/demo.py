@@ -50,12 +50,22 @@ def run(
     tile: Optional[int] = TILE,
     overlap: Optional[int] = OVERLAP,
     force: bool = FORCE,
+    budget_sweep: Optional[str] = typer.Option(None, "--budget-sweep", help="Also fine-tune on the top b suggested "
+                                               "patches for each budget b (e.g. 0,4,8): a learning curve in the "
+                                               "report (one fine-tune per budget and model)."),
 ) -> None:
     """Baseline -> suggest -> fine-tune -> evaluate before/after -> whole slide -> cgef + h5ad; report.html."""
     from csrefiner.demo import run_demo
+    from csrefiner.errors import CsrefinerError
 
     cfg = _config(quick, models, epochs, patches, pretrained, seed, tile, overlap)
-    summary = run_demo(out, cfg, force=force, say=typer.echo)
+    try:
+        budgets = tuple(sorted({int(b) for b in (budget_sweep or "").split(",") if b.strip()}))
+    except ValueError:
+        budgets = (-1,)
+    if any(b < 0 or b == 1 for b in budgets):
+        raise CsrefinerError(f"--budget-sweep {budget_sweep}: give budgets as 0 or whole numbers >= 2, e.g. 0,4,8")
+    summary = run_demo(out, cfg, force=force, say=typer.echo, budgets=budgets)
     for m, g in summary["gain"].items():
         typer.echo(f"{m}: F1 on held-out hard patches {g['f1_before']:.3f} -> {g['f1_after']:.3f} "
                    f"(gain {g['f1_gain']:+.3f}, Wilcoxon p {g['p_value']:.3g}, n {g['n_images']})")

@@ -22,16 +22,26 @@ def suggest(
     iou: float = typer.Option(0.5, "--iou", min=0.05, max=1.0, help="IoU at which objects of two models match."),
     name: Optional[List[str]] = typer.Option(None, "--name", help="Model name per --pred, in the same order."),
     skip_missing: bool = typer.Option(False, "--skip-missing", help="Rank only tiles every model predicted."),
+    exclude: Optional[List[Path]] = typer.Option(None, "--exclude", help="Folder of patches already annotated "
+                                                 "(names with slide coordinates); windows overlapping them are "
+                                                 "never proposed. Repeatable."),
+    exclude_list: Optional[List[Path]] = typer.Option(None, "--exclude-list", help="Text file of annotated patch "
+                                                      "names, one per line (as --exclude). Repeatable."),
+    pseudo: int = typer.Option(0, "--pseudo", min=0, help="Also write the N most agreed windows as consensus "
+                               "pseudo-labels (pseudo/, for finetune --pseudo)."),
     force: bool = typer.Option(False, "--force", help="Replace an existing output folder."),
 ) -> None:
     """Rank patches by disagreement (1 - mean pairwise F1) and write the top N with the consensus mask."""
     from csrefiner.cli.evaluate import method_names
+    from csrefiner.hitl.exclude import exclusion
     from csrefiner.hitl.suggest import suggest_folders
     from csrefiner.io import check_outputs
 
     check_outputs([*pred, image_dir], [out])
     names = method_names(pred, name)
-    ranking, info = suggest_folders(pred, image_dir, out, names, top, patch_size, min_votes, iou, skip_missing, force)
+    excluded = exclusion(exclude or [], exclude_list or [])
+    ranking, info = suggest_folders(pred, image_dir, out, names, top, patch_size, min_votes, iou, skip_missing, force,
+                                    excluded, pseudo)
     for note in info["skipped"]:
         typer.secho(f"warning: {note}", fg=typer.colors.YELLOW, err=True)
     chosen = ranking[ranking.selected]
@@ -40,7 +50,11 @@ def suggest(
         typer.echo(
             f"  {row.rank:>3}. {row.name}  disagreement {row.disagreement:.3f}  unmatched {row.unmatched_share:.3f}"
         )
-    typer.echo(f"wrote {out}/patches ({len(chosen)} image/mask pairs), {out}/ranking.csv, {out}/suggest.png")
+    if excluded.sources:
+        typer.echo(f"excluded {info['excluded']['n_windows']} windows overlapping {info['excluded']['n_patches']} "
+                   "annotated patches")
+    typer.echo(f"wrote {out}/patches ({len(chosen)} image/mask pairs), {out}/ranking.csv, {out}/suggest.png"
+               + (f", {out}/pseudo ({len(info['pseudo'])} pseudo-labelled pairs)" if pseudo else ""))
 
 
 def register(app: typer.Typer) -> None:

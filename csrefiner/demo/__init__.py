@@ -45,7 +45,8 @@ def write_run_report(run: Path) -> dict:
     return summary
 
 
-def run_demo(out: Path, cfg: DemoConfig, force: bool = False, say: Callable[[str], None] = print) -> dict:
+def run_demo(out: Path, cfg: DemoConfig, force: bool = False, say: Callable[[str], None] = print,
+             budgets: tuple = ()) -> dict:
     """Run every step into `out`; returns summary.json's content. report.html is written last."""
     import numpy as np
 
@@ -56,7 +57,7 @@ def run_demo(out: Path, cfg: DemoConfig, force: bool = False, say: Callable[[str
     _limit_threads(cfg.threads)
     np.random.seed(cfg.seed)
     out = register_temp(prepare_out(Path(out), force))  # a run that stops half-way leaves no folder behind
-    Flow(out, cfg, say).run()
+    Flow(out, cfg, say, budgets).run()
     csrefiner("demo", "report", "--run", out)
     unregister_temp(out)
     return json.loads((out / L.SUMMARY).read_text())

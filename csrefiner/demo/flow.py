@@ -72,8 +72,9 @@ def csrefiner(*args) -> None:
 
 
 class Flow:
-    def __init__(self, out: Path, cfg: DemoConfig, say: Callable[[str], None] = print):
+    def __init__(self, out: Path, cfg: DemoConfig, say: Callable[[str], None] = print, budgets: tuple = ()):
         self.out, self.cfg, self.say = out, cfg, say
+        self.budgets = budgets  # --budget-sweep: an extra learning-curve step (csrefiner/demo/curve.py)
         self.times = StepTimes(say)
         self.models: list[str] = []
         self.skipped: dict[str, str] = {}
@@ -209,6 +210,10 @@ class Flow:
             ("segment the whole slide tile by tile + stitch", self.whole_slide),
             ("cell-bin matrix (cgef + h5ad)", self.cell_bin),
         ]
+        if self.budgets:
+            from csrefiner.demo.curve import budget_sweep
+
+            steps.append(("budget sweep (learning curve)", lambda: budget_sweep(self, list(self.budgets))))
         for name, fn in steps:
             with self.times.step(name):
                 fn()

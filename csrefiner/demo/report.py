@@ -165,6 +165,8 @@ def slide_section(summary: dict) -> str:
 
 
 def write_report(out: Path, summary: dict) -> Path:
+    from csrefiner.demo.curve import curve_section
+
     real = ""
     if "real" in summary:
         real = ("<h3>Real nuclei (stardist's shipped annotated image, cut into patches)</h3>"
@@ -180,7 +182,7 @@ def write_report(out: Path, summary: dict) -> Path:
         + metric_table(summary["hard"], "hard") + "<h3>Paired tests (baseline vs fine-tuned, same patches)</h3>"
         + tests_table(summary, "hard") + real
         + "<h2>Suggest, whole slide, cell-bin matrix</h2>" + slide_section(summary)
-        + figures(out, summary) + "<h2>Provenance</h2>" + provenance(summary)
+        + figures(out, summary) + curve_section(out) + "<h2>Provenance</h2>" + provenance(summary)
     )
     path = out / "report.html"
     path.write_text(f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>csrefiner demo</title>"

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import List, Optional
+from typing import List, Literal, Optional
 
 import typer
+
+from csrefiner.cli.finetune import Device, Stain
 
 round_app = typer.Typer(help="Annotation rounds: suggest new patches, fine-tune on all annotated ones, track "
                         "held-out scores (ledger: PROJECT/rounds.json).", no_args_is_help=True)
@@ -46,21 +48,21 @@ def next_(
 def train(
     project: Path = PROJECT,
     model: str = typer.Option(..., "--model", help="Backend: cellpose, stardist, ..."),
-    start: str = typer.Option("previous", "--from", help="previous: fine-tune round k-1's model; base: the base."),
+    start: Literal["previous", "base"] = typer.Option("previous", "--from", help="previous: fine-tune round k-1's model; base: the base."),
     pretrained: Optional[str] = typer.Option(None, "--pretrained", help="Base model (first round; recorded)."),
     heldout: Optional[Path] = typer.Option(None, "--heldout", help="Held-out annotated patches (first round; "
                                            "recorded)."),
     epochs: int = typer.Option(100, "--epochs", min=1),
-    lr: Optional[float] = typer.Option(None, "--lr"),
+    lr: Optional[float] = typer.Option(None, "--lr", min=1e-8, max=1.0),
     batch_size: int = typer.Option(8, "--batch-size", min=1),
-    seed: int = typer.Option(0, "--seed", help="Seeds the split, the epoch order and the augmentation."),
+    seed: int = typer.Option(0, "--seed", min=0, help="Seeds the split, the epoch order and the augmentation."),
     eval_every: int = typer.Option(5, "--eval-every", min=1),
     patience: int = typer.Option(10, "--patience", min=1),
-    val_fraction: float = typer.Option(0.15, "--val-fraction", help="Share of the annotated patches validated on."),
+    val_fraction: float = typer.Option(0.15, "--val-fraction", min=0.01, max=0.9, help="Share of the annotated patches validated on."),
     pseudo: bool = typer.Option(False, "--pseudo", help="Mix in this round's pseudo-labels (round next --pseudo)."),
-    gamma: float = typer.Option(0.85, "--gamma", help="Sampling gamma with --pseudo (0 uniform, 1 balanced)."),
-    stain: str = typer.Option("ss", "--stain"),
-    device: str = typer.Option("auto", "--device"),
+    gamma: float = typer.Option(0.85, "--gamma", min=0.0, max=1.0, help="Sampling gamma with --pseudo (0 uniform, 1 balanced)."),
+    stain: Stain = typer.Option("ss", "--stain", help="ss (ssDNA/DAPI/fluorescence) or he (H&E)."),
+    device: Device = typer.Option("auto", "--device", help="auto, cpu or cuda."),
     option: Optional[List[str]] = typer.Option(None, "--option", help="Backend-specific KEY=VALUE, repeatable."),
     force: bool = FORCE,
 ) -> None:

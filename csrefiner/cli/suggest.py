@@ -37,7 +37,7 @@ def suggest(
     from csrefiner.hitl.suggest import suggest_folders
     from csrefiner.io import check_outputs
 
-    check_outputs([*pred, image_dir], [out])
+    check_outputs([*pred, image_dir, *(exclude or []), *(exclude_list or [])], [out])
     names = method_names(pred, name)
     excluded = exclusion(exclude or [], exclude_list or [])
     ranking, info = suggest_folders(pred, image_dir, out, names, top, patch_size, min_votes, iou, skip_missing, force,

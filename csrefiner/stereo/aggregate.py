@@ -45,6 +45,12 @@ def record_dtype(exon: bool) -> np.dtype:
     return np.dtype(fields + [("exon", "<u4")] if exon else fields)
 
 
+def mask_frame(name: str, shape: tuple[int, int], ox: int, oy: int) -> str:
+    """Where a mask lies in the chip frame, for messages about records that miss it."""
+    h, w = shape
+    return f"the mask {name} ({w} x {h} px, offset {ox},{oy}) covers x {ox}..{ox + w - 1}, y {oy}..{oy + h - 1}"
+
+
 @dataclass
 class Buckets:
     """Records spilled by mask band: `add` chunks in any order, then `read(band)` (pixel index within the band)."""
@@ -112,11 +118,9 @@ class Buckets:
     def check_inside(self, mask_name: str) -> None:
         if self.outside is None:
             return
-        h, w = self.shape
-        ox, oy = self.offset_x, self.offset_y
         raise CsrefinerError(
-            f"{self.source}: matrix coordinates span {self.extent.text()} but the mask {mask_name} ({w} x {h} px, "
-            f"offset {ox},{oy}) covers x {ox}..{ox + w - 1}, y {oy}..{oy + h - 1}; first record outside: "
+            f"{self.source}: matrix coordinates span {self.extent.text()} but "
+            f"{mask_frame(mask_name, self.shape, self.offset_x, self.offset_y)}; first record outside: "
             f"{self.outside}. The mask must be the segmentation of this chip's registered image at DNB resolution "
             "(one pixel per DNB, pixel 0,0 = #OffsetX,#OffsetY); nothing is padded or cropped silently"
         )

@@ -18,7 +18,7 @@ import numpy as np
 
 from csrefiner.errors import CsrefinerError
 from csrefiner.io.atomic import scratch
-from csrefiner.stereo.aggregate import Aggregator, Buckets
+from csrefiner.stereo.aggregate import Aggregator, Buckets, mask_frame
 from csrefiner.stereo.geometry import (
     Geometry, LabelSet, Moments, StarBorder, band_boundary, check_label_image, count_blobs, with_neighbour_rows,
 )
@@ -129,11 +129,9 @@ def _geometry(mask: MaskBands, labels: LabelSet) -> Geometry:
 
 
 def _no_cell_hit(src: MatrixSource, buckets: Buckets, mask: MaskBands) -> CsrefinerError:
-    h, w = mask.shape
-    ox, oy = src.offset_x, src.offset_y
     return CsrefinerError(
-        f"{src.path}: none of its {buckets.records:,} records falls on a cell of the mask {mask.name}: the mask "
-        f"({w} x {h} px) covers x {ox}..{ox + w - 1}, y {oy}..{oy + h - 1} (offset {ox},{oy}) and the records "
+        f"{src.path}: none of its {buckets.records:,} records falls on a cell: "
+        f"{mask_frame(mask.name, mask.shape, src.offset_x, src.offset_y)} and the records "
         f"span {buckets.extent.text()}. This is almost surely a frame mistake: give the mask segmented from this "
         "chip's registered image at one pixel per DNB, and check the matrix's #OffsetX/#OffsetY (GEF minX/minY)"
     )

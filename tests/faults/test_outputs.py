@@ -114,6 +114,7 @@ COMMANDS = {
                             "--out", o], "patches"),
     "demo-annotate": (lambda o: ["demo", "annotate", "--suggested", "suggested", "--data", "demo", "--out", o],
                       "suggested"),
+    "export": (lambda o: ["export", "--mask", "mask.tif", "--geojson", o], "mask.tif"),
 }
 FILES_IN_OUT = {"to-masks"}  # --out is a folder that receives <key>-mask.tif: only that file can hit an input
 FOLDER_INPUT = {name for name, (_, inp) in COMMANDS.items() if inp and "." not in inp} - FILES_IN_OUT
@@ -121,7 +122,8 @@ WRITERS = [c for c in COMMANDS if c not in ("finetune", "demo-annotate")]  # tho
 
 
 def out_name(command: str) -> str:
-    return {"stitch": "out.tif", "to-geojson": "out.geojson", "cgef": "out.gef"}.get(command, "out")
+    return {"stitch": "out.tif", "to-geojson": "out.geojson", "cgef": "out.gef", "export": "out.geojson"}.get(
+        command, "out")
 
 
 def overlap_faults() -> list[Fault]:
@@ -296,16 +298,19 @@ def test_signal_mid_write_leaves_nothing(command, sig, big, tmp_path):
 
 
 # -- what succeeds: modes and reruns ----------------------------------------------------------------------------
+RERUN = ("tile", "segment", "stitch", "evaluate", "crop", "cgef", "synth", "export")
+
+
 @pytest.fixture(scope="module")
 def twice(src, tmp_path_factory) -> dict:
-    """tile, segment, stitch, evaluate, crop, cgef, synth run twice each under umask 027."""
+    """Each command of RERUN run twice under umask 027."""
     root = tmp_path_factory.mktemp("outputs-twice")
     for item in src.iterdir():
         (shutil.copytree if item.is_dir() else shutil.copy2)(item, root / item.name)
     old = os.umask(0o027)
     try:
         for run in ("a", "b"):
-            for command in ("tile", "segment", "stitch", "evaluate", "crop", "cgef", "synth"):
+            for command in RERUN:
                 ok(COMMANDS[command][0](f"{run}-{command}-{out_name(command)}"), root)
     finally:
         os.umask(old)
@@ -322,7 +327,7 @@ def test_outputs_get_the_modes_the_umask_gives(twice):
     assert not wrong, wrong
 
 
-@pytest.mark.parametrize("command", ["tile", "segment", "stitch", "evaluate", "crop", "cgef", "synth"])
+@pytest.mark.parametrize("command", RERUN)
 def test_reruns_are_byte_identical(command, twice):
     a, b = (twice["root"] / f"{run}-{command}-{out_name(command)}" for run in "ab")
     if a.is_file():

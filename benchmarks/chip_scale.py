@@ -90,35 +90,38 @@ def stage_generate(work: Path, shape: tuple[int, int], rpp: float) -> dict:
         frame = pd.DataFrame({"geneID": names[gene], "x": x + pos % bw, "y": y + pos // bw, "MIDCount": count})
         frame.to_csv(gem, sep="\t", header=False, index=False)
 
-    def truth_tiles(step):
-        for i, y in enumerate(rows):
-            bh = min(BLOCK, h - y)
-            labels = np.zeros((bh, w), dtype=np.uint32)
-            image = np.zeros((bh, w), dtype=np.uint8)
-            for j, x in enumerate(range(0, w, BLOCK)):
-                bw = min(BLOCK, w - x)
-                seed = 1_000_003 * i + j
-                lab, shading = nuclei_labels((bh, bw), EASY, seed=seed, first_label=state["first"])
-                state["first"] = max(state["first"], int(lab.max()) + 1)
-                labels[:, x : x + bw], image[:, x : x + bw] = lab, render(shading, EASY, seed=seed)
-                corner = 0 if (y, x) == (0, 0) else bh * bw - 1 if (y + bh, x + bw) == (h, w) else None
-                records(lab, y, x, seed, corner)
-            np.save(work / f"image{i}.npy", image)
-            for r in range(0, bh, TILE):
-                for c in range(0, w, TILE):
-                    yield labels[r : r + TILE, c : c + TILE].copy()
-
-    def image_tiles(step):
-        for i in range(len(rows)):
-            image = np.load(work / f"image{i}.npy")
-            (work / f"image{i}.npy").unlink()
-            for r in range(0, image.shape[0], TILE):
-                for c in range(0, w, TILE):
-                    yield image[r : r + TILE, c : c + TILE].copy()
-
-    write_pyramid(work / "truth.tif", shape, np.uint32, None, steps=[1], level=1, tiles=truth_tiles, force=True)
-    write_pyramid(work / "slide.tif", shape, np.uint8, None, steps=[1], tiles=image_tiles, force=True)
+    # First pass: blocks, GEM records and the oracle, one block row at a time into raw band files. The TIFF
+    # writer reads each level twice (content UUID, then the pixels), so its tile sources must be re-readable.
+    for i, y in enumerate(rows):
+        bh = min(BLOCK, h - y)
+        labels = np.zeros((bh, w), dtype=np.uint32)
+        image = np.zeros((bh, w), dtype=np.uint8)
+        for j, x in enumerate(range(0, w, BLOCK)):
+            bw = min(BLOCK, w - x)
+            seed = 1_000_003 * i + j
+            lab, shading = nuclei_labels((bh, bw), EASY, seed=seed, first_label=state["first"])
+            state["first"] = max(state["first"], int(lab.max()) + 1)
+            labels[:, x : x + bw], image[:, x : x + bw] = lab, render(shading, EASY, seed=seed)
+            corner = 0 if (y, x) == (0, 0) else bh * bw - 1 if (y + bh, x + bw) == (h, w) else None
+            records(lab, y, x, seed, corner)
+        np.save(work / f"labels{i}.npy", labels)
+        np.save(work / f"image{i}.npy", image)
     gem.close()
+
+    def band_tiles(prefix):
+        def tiles(step):
+            for i in range(len(rows)):
+                band = np.load(work / f"{prefix}{i}.npy", mmap_mode="r")
+                for r in range(0, band.shape[0], TILE):
+                    for c in range(0, w, TILE):
+                        yield np.array(band[r : r + TILE, c : c + TILE])
+        return tiles
+
+    write_pyramid(work / "truth.tif", shape, np.uint32, None, steps=[1], level=1, tiles=band_tiles("labels"), force=True)
+    write_pyramid(work / "slide.tif", shape, np.uint8, None, steps=[1], tiles=band_tiles("image"), force=True)
+    for i in range(len(rows)):
+        (work / f"labels{i}.npy").unlink()
+        (work / f"image{i}.npy").unlink()
     np.save(work / "oracle.npy", state["oracle"][: state["first"]])
     return {"cells": state["first"] - 1, "records": state["records"]}
 

@@ -17,6 +17,7 @@ import numpy as np
 from csrefiner.errors import CsrefinerError
 from csrefiner.io import atomic_path
 from csrefiner.io.frames import stereo_pixel_size
+from csrefiner.io.isolated import write_in_child
 from csrefiner.stereo.cellbin import CellBinMatrix
 
 
@@ -98,5 +99,5 @@ def write_h5ad(m: CellBinMatrix, path: str | os.PathLike, force: bool = False,
                pixel_size_um: float | None = None, lowres: np.ndarray | None = None) -> Path:
     adata = to_anndata(m, pixel_size_um, lowres)
     with atomic_path(path, force=force) as tmp:
-        adata.write_h5ad(tmp)
+        write_in_child(lambda: adata.write_h5ad(tmp), path)  # a disk filling up mid-write crashes HDF5
     return Path(path)

@@ -11,6 +11,7 @@ import numpy as np
 
 from csrefiner.errors import CsrefinerError
 from csrefiner.io import atomic_path
+from csrefiner.io.isolated import write_in_child
 from csrefiner.stereo.cellbin import CellBinMatrix
 from csrefiner.stereo.geometry import BORDER_PAD
 
@@ -123,7 +124,8 @@ def _exon(grp, m: CellBinMatrix, exon16: np.ndarray, gene_exon16: np.ndarray) ->
     grp.create_dataset("geneExpExon", data=gene_exon16).attrs["maxExon"] = _one(gene_exon16.max(initial=0), np.uint16)
 
 
-def write_cgef(m: CellBinMatrix, path: str | os.PathLike, force: bool = False) -> Path:
+def write_cgef(m: CellBinMatrix, path: str | os.PathLike, force: bool = False, attrs: dict | None = None) -> Path:
+    """`attrs`: extra root attributes (readers ignore unknown ones)."""
     import h5py
 
     from csrefiner import __version__
@@ -139,55 +141,63 @@ def write_cgef(m: CellBinMatrix, path: str | os.PathLike, force: bool = False) -
     bx = (m.border[..., 0].astype(np.int64) + m.x[:, None])[valid]
     by = (m.border[..., 1].astype(np.int64) + m.y[:, None])[valid]
 
-    with atomic_path(path, force=force) as tmp, h5py.File(tmp, "w") as f:
-        f.attrs["version"] = _one(4, np.uint32)
-        f.attrs["geftool_ver"] = np.array(GEFTOOL_VERSION, np.uint32)
-        f.attrs["omics"] = _s32("Transcriptomics")
-        f.attrs["bin_type"] = _s32("CellBin")
-        f.attrs["resolution"] = _one(m.resolution, np.uint32)
-        f.attrs["offsetX"], f.attrs["offsetY"] = _one(m.offset_x, np.int32), _one(m.offset_y, np.int32)
-        f.attrs["maxX"] = _one(m.offset_x + m.width - 1, np.int32)
-        f.attrs["maxY"] = _one(m.offset_y + m.height - 1, np.int32)
-        if m.sn:
-            f.attrs["sn"] = _s32(m.sn)
-        f.attrs["csrefiner_version"] = _s32(__version__)
-        grp = f.create_group("cellBin")
+    def fill(tmp: Path) -> None:
+        with h5py.File(tmp, "w") as f:
+            f.attrs["version"] = _one(4, np.uint32)
+            f.attrs["geftool_ver"] = np.array(GEFTOOL_VERSION, np.uint32)
+            f.attrs["omics"] = _s32("Transcriptomics")
+            f.attrs["bin_type"] = _s32("CellBin")
+            f.attrs["resolution"] = _one(m.resolution, np.uint32)
+            f.attrs["offsetX"], f.attrs["offsetY"] = _one(m.offset_x, np.int32), _one(m.offset_y, np.int32)
+            f.attrs["maxX"] = _one(m.offset_x + m.width - 1, np.int32)
+            f.attrs["maxY"] = _one(m.offset_y + m.height - 1, np.int32)
+            if m.sn:
+                f.attrs["sn"] = _s32(m.sn)
+            f.attrs["csrefiner_version"] = _s32(__version__)
+            grp = f.create_group("cellBin")
 
-        ds = grp.create_dataset("cell", data=cell)
-        _summary_attrs(ds, {k: cell[c].astype(np.int64) for k, c in
-                            (("Area", "area"), ("DnbCount", "dnbCount"), ("ExpCount", "expCount"),
-                             ("GeneCount", "geneCount"))})
-        for name, values in (("X", m.x), ("Y", m.y)):
-            ds.attrs[f"min{name}"] = _one(values.min(), np.int32)
-            ds.attrs[f"max{name}"] = _one(values.max(), np.int32)
+            ds = grp.create_dataset("cell", data=cell)
+            _summary_attrs(ds, {k: cell[c].astype(np.int64) for k, c in
+                                (("Area", "area"), ("DnbCount", "dnbCount"), ("ExpCount", "expCount"),
+                                 ("GeneCount", "geneCount"))})
+            for name, values in (("X", m.x), ("Y", m.y)):
+                ds.attrs[f"min{name}"] = _one(values.min(), np.int32)
+                ds.attrs[f"max{name}"] = _one(values.max(), np.int32)
 
-        cell_exp = np.zeros(m.gene.size, CELL_EXP_DTYPE)
-        cell_exp["geneID"], cell_exp["count"] = m.gene, count16
-        grp.create_dataset("cellExp", data=cell_exp).attrs["maxCount"] = _one(count16.max(initial=0), np.uint16)
-        del cell_exp
+            cell_exp = np.zeros(m.gene.size, CELL_EXP_DTYPE)
+            cell_exp["geneID"], cell_exp["count"] = m.gene, count16
+            grp.create_dataset("cellExp", data=cell_exp).attrs["maxCount"] = _one(count16.max(initial=0), np.uint16)
+            del cell_exp
 
-        ds = grp.create_dataset("gene", data=genes)
-        for k, c in (("CellCount", "cellCount"), ("ExpCount", "expCount")):
-            ds.attrs[f"min{k}"] = _one(genes[c].min() if genes.size else 0, np.uint32)
-            ds.attrs[f"max{k}"] = _one(genes[c].max(initial=0), np.uint32)
+            ds = grp.create_dataset("gene", data=genes)
+            for k, c in (("CellCount", "cellCount"), ("ExpCount", "expCount")):
+                ds.attrs[f"min{k}"] = _one(genes[c].min() if genes.size else 0, np.uint32)
+                ds.attrs[f"max{k}"] = _one(genes[c].max(initial=0), np.uint32)
 
-        gene_exp = np.zeros(m.gene.size, GENE_EXP_DTYPE)
-        gene_exp["cellID"], gene_exp["count"] = by_gene[0], by_gene[1]
-        by_gene[:2] = [None, None]
-        grp.create_dataset("geneExp", data=gene_exp).attrs["maxCount"] = _one(count16.max(initial=0), np.uint16)
-        del gene_exp
+            gene_exp = np.zeros(m.gene.size, GENE_EXP_DTYPE)
+            gene_exp["cellID"], gene_exp["count"] = by_gene[0], by_gene[1]
+            by_gene[:2] = [None, None]
+            grp.create_dataset("geneExp", data=gene_exp).attrs["maxCount"] = _one(count16.max(initial=0), np.uint16)
+            del gene_exp
 
-        ds = grp.create_dataset("cellBorder", data=m.border)
-        for name, values, reduce in (("minX", bx, np.min), ("minY", by, np.min), ("maxX", bx, np.max),
-                                     ("maxY", by, np.max)):
-            ds.attrs[name] = _one(reduce(values) if values.size else 0, np.int32)
+            ds = grp.create_dataset("cellBorder", data=m.border)
+            for name, values, reduce in (("minX", bx, np.min), ("minY", by, np.min), ("maxX", bx, np.max),
+                                         ("maxY", by, np.max)):
+                ds.attrs[name] = _one(reduce(values) if values.size else 0, np.int32)
 
-        bw, bh = m.block_size
-        grp.create_dataset("blockSize", data=np.array(
-            [bw, bh, -(-m.width // bw), -(-m.height // bh)], np.uint32))
-        grp.create_dataset("blockIndex", data=m.block_index.astype(np.uint32))
-        grp.create_dataset("cellTypeList", data=np.array([b"default"], dtype="S32"))
-        grp.create_dataset("label", data=m.label.astype(np.uint32))
-        if exon16 is not None:
-            _exon(grp, m, exon16, by_gene[2])
+            bw, bh = m.block_size
+            grp.create_dataset("blockSize", data=np.array(
+                [bw, bh, -(-m.width // bw), -(-m.height // bh)], np.uint32))
+            grp.create_dataset("blockIndex", data=m.block_index.astype(np.uint32))
+            grp.create_dataset("cellTypeList", data=np.array([b"default"], dtype="S32"))
+            grp.create_dataset("label", data=m.label.astype(np.uint32))
+            if exon16 is not None:
+                _exon(grp, m, exon16, by_gene[2])
+        if attrs:  # a second opening, as the layout has always been written (byte-identical outputs)
+            with h5py.File(tmp, "r+") as f:
+                for key, value in attrs.items():
+                    f.attrs[key] = value
+
+    with atomic_path(path, force=force) as tmp:
+        write_in_child(lambda: fill(tmp), path)  # a disk filling up mid-write crashes HDF5
     return Path(path)

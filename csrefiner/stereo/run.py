@@ -47,8 +47,7 @@ def cgef(
     m = build_cellbin(matrix, mask, block_size=block_size, chunk_rows=chunk_rows, workdir=out.resolve().parent)
     um = um or stereo_pixel_size(m.resolution)
     with atomic_path(out, force=force) as tmp:
-        write_cgef(m, tmp, force=True)
-        _stamp_frames(tmp, um)
+        write_cgef(m, tmp, force=True, attrs=frame_attrs(um))
         if h5ad is not None:
             from csrefiner.stereo.anndata_writer import write_h5ad
 
@@ -71,13 +70,10 @@ def _overview(mask) -> np.ndarray | None:
         return None
 
 
-def _stamp_frames(path: Path, pixel_size_um: float) -> None:
+def frame_attrs(pixel_size_um: float) -> dict:
     """Extra root attributes (readers ignore unknown ones): the mask pixel size; the GEF is in the chip frame."""
-    import h5py
-
-    with h5py.File(path, "r+") as f:
-        f.attrs["csrefiner_pixel_size_um"] = np.array([pixel_size_um], np.float64)
-        f.attrs["csrefiner_frame"] = np.array([b"chip = mask pixel + (offsetX, offsetY)"], dtype="S64")
+    return {"csrefiner_pixel_size_um": np.array([pixel_size_um], np.float64),
+            "csrefiner_frame": np.array([b"chip = mask pixel + (offsetX, offsetY)"], dtype="S64")}
 
 
 def summary(m: CellBinMatrix) -> list[str]:

@@ -252,6 +252,60 @@ def test_unwritable_or_full_target(command, kind, work):
         assert cause in line
 
 
+# -- a disk that fills up half-way through an HDF5 write ----------------------------------------------------------
+MID_WRITE = {  # the call that writes each HDF5 output, in a subprocess: were HDF5 to crash, pytest would survive
+    "gef": "from csrefiner.stereo.cgef_writer import write_cgef as write",
+    "h5ad": "from csrefiner.stereo.anndata_writer import write_h5ad as write",
+}
+MID_WRITE_SCRIPT = """
+import errno, sys
+from csrefiner.stereo.cellbin import build_cellbin
+{imp}
+m = build_cellbin(sys.argv[1], sys.argv[2], workdir=sys.argv[3])
+try:
+    write(m, sys.argv[4])
+except OSError as exc:
+    print(errno.errorcode[exc.errno], exc.filename)
+"""
+
+
+@pytest.fixture(scope="module")
+def chip(tmp_path_factory) -> Path:
+    """A GEM and mask whose GEF (~0.7 MB) and h5ad (~7 MB) outgrow a 64 KiB disk after the file is created."""
+    import tifffile
+
+    from csrefiner.demo.gem import write_gem
+    from csrefiner.synth import EASY, nuclei_image
+
+    root = tmp_path_factory.mktemp("outputs-chip")
+    _, lbl = nuclei_image((1024, 1024), EASY, 4)
+    tifffile.imwrite(root / "mask.tif", lbl)
+    write_gem(root / "chip.gem.gz", lbl, 512, genes=100)
+    return root
+
+
+@pytest.mark.parametrize("kind", sorted(MID_WRITE))
+def test_disk_filling_mid_hdf5_write(kind, chip, tmp_path):
+    """HDF5 crashes (SIGSEGV in h5py's destructors) when the disk fills mid-write: the writer must report ENOSPC
+    naming the output, print no traceback, and leave nothing on the disk."""
+    if not ROOT:
+        pytest.skip("DISK FULL CASES SKIPPED: mounting a tiny tmpfs needs root; run the catalogue as root (CI)")
+    disk, target = tmp_path / "disk", tmp_path / "disk" / f"out.{kind}"
+    disk.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", disk], check=True)
+    try:
+        proc = subprocess.run([sys.executable, "-c", MID_WRITE_SCRIPT.format(imp=MID_WRITE[kind]),
+                               chip / "chip.gem.gz", chip / "mask.tif", tmp_path, target],
+                              capture_output=True, text=True, timeout=300)
+        left = sorted(p.name for p in disk.iterdir())
+    finally:
+        subprocess.run(["umount", disk], check=True)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.split() == ["ENOSPC", str(target)], proc.stdout
+    assert "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    assert not left, left
+
+
 # -- signals mid-write (real processes) -------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def big(tmp_path_factory) -> Path:

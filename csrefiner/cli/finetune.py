@@ -41,7 +41,7 @@ def finetune(
     patience: int = typer.Option(10, "--patience", min=1, help="Stop after this many evaluations without improvement."),
     stain: Stain = typer.Option("ss", "--stain", help="ss (ssDNA/DAPI/fluorescence) or he (H&E)."),
     device: Device = typer.Option("auto", "--device", help="auto, cpu or cuda."),
-    option: Optional[List[str]] = typer.Option(None, "--option", help="Backend-specific KEY=VALUE (see README), repeatable."),
+    option: Optional[List[str]] = typer.Option(None, "--option", help="Backend-specific KEY=VALUE (see docs/backends.md), repeatable."),
     force: bool = typer.Option(False, "--force", help="Replace an existing output folder."),
 ) -> None:
     """Fine-tune MODEL on annotated patches; writes weights, model.json, train_log.json and loss_curve.png."""

@@ -1,5 +1,5 @@
 """Write a CellBinMatrix as the cell-bin GEF (HDF5 group /cellBin) that gefpy 1.3.3 writes and CgefR/stereopy
-read: the same datasets, compound dtypes, attribute names and orderings (see docs in the README), plus
+read: the same datasets, compound dtypes, attribute names and orderings (docs/cgef.md, Layout), plus
 /cellBin/label with every cell's original mask label. The file appears whole or not at all."""
 
 from __future__ import annotations

@@ -358,7 +358,8 @@ def test_plan_bound_counts_the_tiles_the_grid_would_make():
 
 
 def test_option_keys_accept_what_the_project_itself_passes():
-    """The demo's backend options and the README's examples must stay valid under the unknown-key check."""
+    """The demo's backend options and the documented examples (docs/backends.md) must stay valid under the
+    unknown-key check."""
     from csrefiner.demo.config import BACKEND_OPTIONS
     from csrefiner.models import get_backend
 

@@ -4,7 +4,7 @@ The network (`cellbin_net.py`) loads the official weights by layer name: `cellse
 (ssDNA/DAPI, 1 input channel) and `cellseg_bcdu_H_240823_tf.hdf5` (H&E, 3 channels), from a path or from
 `$CSREFINER_MODELS/cellbin/` (default `~/.csrefiner/models/cellbin/`); nothing is downloaded.
 
-What differs from CSRefiner's CellBin fine-tuning (see the README):
+What differs from CSRefiner's CellBin fine-tuning (also in docs/backends.md, CellBin):
 - Preprocessing, identical at training and inference, per image given to the model (one training patch, one
   segmented patch or tile), after CellBin's own (cellbin2 `CellSegPreprocess`): grey channel (H&E for the
   1-channel model: inverted grey) -> clip at the 99.9th percentile of non-zero pixels -> scale to [0, 1] ->

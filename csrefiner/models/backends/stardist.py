@@ -45,7 +45,7 @@ REGISTRY = {
     name: f"https://github.com/stardist/stardist-models/releases/download/v0.1/python_{name}.zip"
     for name in ("2D_versatile_fluo", "2D_versatile_he", "2D_paper_dsb2018", "2D_demo")
 }
-# from scratch: small enough to train on a CPU (anchors.md: 1.4M parameters, lr 1e-3 trains, 3e-4 stalls)
+# from scratch: small enough to train on a CPU (1.4M parameters; lr 1e-3 trains it, stardist's default 3e-4 stalls)
 SCRATCH = {"n_rays": 32, "grid": 2, "unet_n_depth": 3, "unet_n_filter_base": 32}
 MAX_PATCH = 256
 MAX_TILE = 1024  # prediction tiles (stardist n_tiles) of at most this side keep memory flat on big tiles

@@ -12,7 +12,7 @@ import importlib.metadata
 from dataclasses import dataclass
 from pathlib import Path
 
-SKIP_DIRS = {".git", ".venv", "work", "results", ".nextflow", ".nf-test", "node_modules", "__pycache__"}
+SKIP_DIRS = {".git", "work", "results", ".nextflow", ".nf-test", "node_modules", "__pycache__"}
 # Plugin specs (nf-schema) are fetched from a registry; point it at a closed local port so the check never
 # touches the network and fails fast instead (the plugin's functions are then accepted unchecked).
 OFFLINE_REGISTRY = "http://127.0.0.1:9/"
@@ -57,10 +57,11 @@ def _jvm():
 
 
 def pipeline_files(root: Path) -> tuple[list[Path], list[Path]]:
-    """(Nextflow scripts, Nextflow config files) under root, skipping run and environment folders."""
+    """(Nextflow scripts, Nextflow config files) under root, skipping run folders and every virtualenv (.venv*)."""
     scripts, configs = [], []
     for path in sorted(root.rglob("*")):
-        if any(part in SKIP_DIRS for part in path.relative_to(root).parts) or not path.is_file():
+        parts = path.relative_to(root).parts
+        if any(part in SKIP_DIRS or part.startswith(".venv") for part in parts) or not path.is_file():
             continue
         if path.suffix == ".nf":
             scripts.append(path)

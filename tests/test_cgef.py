@@ -193,7 +193,7 @@ def test_h5ad_holds_the_same_matrix(chip, built):
         [g["label"][coo.row], ad.var_names[coo.col]])).sort_index()
     pd.testing.assert_series_equal(ours, oracle_matrix(chip).astype(np.int64), check_names=False)
     assert np.array_equal(ad.obsm["spatial"], np.column_stack([g["cell"]["x"], g["cell"]["y"]]).astype(float))
-    assert np.array_equal(ad.obs["area"].to_numpy(), g["cell"]["area"])
+    assert np.array_equal(ad.obs["area_px"].to_numpy(), g["cell"]["area"])
 
 
 # ---------------------------------------------------------------- other inputs give the same result

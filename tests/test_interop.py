@@ -150,12 +150,12 @@ def test_pixel_size_flows_from_slide_to_every_level(chip):
 
 
 def test_pixel_size_from_tiff_tags_and_override(tmp_path):
-    img = np.zeros((64, 64), np.uint8)
+    img = np.zeros((256, 256), np.uint8)
     tifffile.imwrite(tmp_path / "inch.tif", img, resolution=(25400 / 0.25, 25400 / 0.25), resolutionunit="INCH")
     tifffile.imwrite(tmp_path / "none.tif", img)
     assert np.isclose(read_pixel_size(tmp_path / "inch.tif"), 0.25)
     assert read_pixel_size(tmp_path / "none.tif") is None
-    manifest = tile_slide(tmp_path / "none.tif", tmp_path / "t", tile_size=32, overlap=8, pixel_size_um=0.7)
+    manifest = tile_slide(tmp_path / "none.tif", tmp_path / "t", tile_size=128, overlap=16, pixel_size_um=0.7)
     assert manifest.pixel_size_um == 0.7
     assert read_pixel_size(next((tmp_path / "t").glob("*-img.tif"))) == pytest.approx(0.7)
 

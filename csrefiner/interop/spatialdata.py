@@ -123,7 +123,7 @@ def _gef_table(path: Path):
     indptr = np.r_[cell["offset"].astype(np.int64), len(exp)]
     X = sparse.csr_matrix((exp["count"].astype(np.int32), exp["geneID"].astype(np.int64), indptr),
                           shape=(len(cell), len(genes)))
-    obs = pd.DataFrame({"label": label.astype(np.int64), "x": cell["x"], "y": cell["y"], "area": cell["area"]},
+    obs = pd.DataFrame({"label": label.astype(np.int64), "x": cell["x"], "y": cell["y"], "area_px": cell["area"]},
                        index=pd.Index([str(v) for v in label], name="cell"))
     var = pd.DataFrame({"gene_name": genes["geneName"].astype(str)}, index=pd.Index(genes["geneID"].astype(str)))
     adata = anndata.AnnData(X=X, obs=obs, var=var)

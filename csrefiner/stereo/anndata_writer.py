@@ -37,7 +37,7 @@ def to_anndata(m: CellBinMatrix, pixel_size_um: float | None = None, lowres: np.
     genes_per_cell = np.diff(m.indptr)
     obs = pd.DataFrame(
         {
-            "label": m.label.astype(np.int64), "x": m.x, "y": m.y, "area": m.area, "dnb_count": m.dnb_count,
+            "label": m.label.astype(np.int64), "x": m.x, "y": m.y, "area_px": m.area, "dnb_count": m.dnb_count,
             "gene_count": genes_per_cell, "total_counts": np.asarray(m.csr().sum(axis=1)).ravel(),
         },
         index=pd.Index([str(v) for v in m.label], name="cell"),

@@ -20,6 +20,7 @@ from typing import ClassVar
 import numpy as np
 
 from csrefiner.errors import CsrefinerError
+from csrefiner.models.registry import BACKENDS, BASE, Entry
 
 
 @dataclass(frozen=True)
@@ -105,19 +106,34 @@ class Trainer(ABC):
 
 
 class Backend(ABC):
-    name: ClassVar[str]
+    """A model family. Its row in `csrefiner/models/registry.py` holds what lies outside its code (pip extra,
+    image, default pretrained model); `extra` and `default_pretrained` read it."""
+
+    name: ClassVar[str]  # the `--model` value, its key in the registry
     requires: ClassVar[tuple[str, ...]]  # importable modules the backend needs
-    extra: ClassVar[str]  # pip extra that installs them
-    default_pretrained: ClassVar[str]
     default_lr: ClassVar[tuple[float, float]]  # (from scratch, fine-tune)
+
+    @property
+    def entry(self) -> Entry:
+        return BACKENDS[self.name]
+
+    @property
+    def extra(self) -> str:
+        """The pip extra that installs `requires`."""
+        return self.entry.extra
+
+    @property
+    def default_pretrained(self) -> str:
+        return self.entry.default_pretrained
 
     def check_installed(self) -> None:
         missing = [m for m in self.requires if importlib.util.find_spec(m) is None]
         if missing:
+            target = "." if self.extra == BASE else f"'.[{self.extra}]'"
             raise CsrefinerError(
                 f"backend '{self.name}' needs {', '.join(missing)}, which is not installed here; "
-                f"install it with `pip install -c constraints.txt -e '.[{self.extra}]'` or use the "
-                f"csrefiner-{self.extra} container image"
+                f"install it with `pip install -c constraints.txt -e {target}` or use the "
+                f"csrefiner/{self.entry.image} container image"
             )
 
     known_names: ClassVar[tuple[str, ...]] = ()  # pretrained names this backend answers to

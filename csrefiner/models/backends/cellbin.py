@@ -337,8 +337,6 @@ class CellbinBackend(Backend):
     name = "cellbin"
     option_keys = (*FLOAT_KEYS, *INT_KEYS, "target")
     requires = ("tensorflow", "keras", "h5py")
-    extra = "stardist"
-    default_pretrained = "cellseg_bcdu_SHDI_221008_tf.hdf5"
     default_lr = (1e-3, 1e-4)  # Adam; CellBin/CSRefiner fine-tune at 1e-4
     known_names = tuple(OFFICIAL) + tuple(n.removesuffix(".hdf5") for n in OFFICIAL)
 

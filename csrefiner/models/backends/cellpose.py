@@ -213,8 +213,6 @@ class CellposeBackend(Backend):
     name = "cellpose"
     option_keys = ("nbase", "diam_mean", "diameter")
     requires = ("cellpose", "torch")
-    extra = "cellpose"
-    default_pretrained = "cyto3"
     default_lr = (5e-3, 5e-4)  # AdamW, as cellpose's train_seg (scratch); 10x lower to fine-tune
     known_names = BUILTIN
 

@@ -256,8 +256,6 @@ class CellViTBackend(Backend):
     option_keys = (*SETTINGS, "crop", "freeze_epochs", "weight_decay", "encoder", "embed_dim", "depth", "heads",
                    "types", "decoder_div")
     requires = ("torch",)
-    extra = "cellvit"
-    default_pretrained = "CellViT-256-x40"
     default_lr = (3e-4, 3e-4)  # AdamW as published (the frozen encoder keeps fine-tuning gentle)
     known_names = PUBLISHED
 

@@ -334,8 +334,6 @@ class CpsamBackend(Backend):
     option_keys = ("encoder", "embed_dim", "depth", "heads", "bsize", "neck", "bfloat16", "rdrop", "repeats",
                    "weight_decay", "diameter", "batch_size")
     requires = ("cellpose", "torch", "segment_anything")
-    extra = "cpsam"
-    default_pretrained = "cpsam_v2"
     default_lr = (3e-4, 1e-5)  # scratch (small test networks); fine-tune: cellpose 4's train_seg default
     known_names = BUILTIN
 

@@ -347,8 +347,6 @@ class StarDistBackend(Backend):
     name = "stardist"
     option_keys = (*SCRATCH, "patch_size", "repeats")
     requires = ("stardist", "tensorflow")
-    extra = "stardist"
-    default_pretrained = "2D_versatile_fluo"
     default_lr = (1e-3, 1e-4)  # Adam; stardist's 3e-4 stalls from scratch here, 1e-4 fine-tunes
     known_names = tuple(REGISTRY)
 

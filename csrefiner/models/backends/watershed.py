@@ -36,8 +36,6 @@ class WatershedBackend(Backend):
     name = "watershed"
     option_keys = ("min_distance", "sigma")
     requires = ("skimage",)
-    extra = "base"
-    default_pretrained = NAME
     default_lr = (0.0, 0.0)
     known_names = ("watershed",)
 

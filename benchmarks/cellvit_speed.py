@@ -39,7 +39,7 @@ def main() -> None:
     results = {}
     for name, options in models.items():
         torch.manual_seed(0)
-        net = CellViT(from_options(options, 256)).to(device).eval()
+        net = CellViT(from_options(BACKEND.option_values(options), 256)).to(device).eval()
         settings = BACKEND._settings(TrainParams(), None, 256)
         seg = CellViTSegmenter(net, device, settings)
         x = torch.randn(1, 3, 256, 256, device=device)

@@ -23,6 +23,7 @@ import typer.main
 
 from csrefiner import __version__
 from csrefiner.cli import app
+from csrefiner.models.registry import BACKENDS
 
 pytestmark = [
     pytest.mark.docker,
@@ -104,16 +105,18 @@ def test_base_image_runs_the_demo_data_and_watershed(data):
     assert method["n_images"] == spec["data"]["heldout_hard_patches"] and method["macro"]["f1"] > 0
 
 
-# Per image, every backend it serves: a tiny network trained from scratch for one epoch, then used to segment
-# (no weights to download). Options keep the networks small enough for a CPU smoke test.
-MODEL_BACKENDS = {
-    "cellpose": {"cellpose": ["--option", "nbase=2,16,32,64,256"]},
-    "stardist": {"stardist": ["--option", "n_rays=16", "--option", "unet_n_filter_base=16"],
-                 "cellbin": ["--option", "base=8", "--option", "dropout=0", "--option", "patch=64"]},
-    "cellvit": {"cellvit": ["--option", "embed_dim=96", "--option", "depth=4", "--option", "heads=3",
-                            "--option", "decoder_div=8"]},
-    "cpsam": {"cpsam": ["--option", "encoder=tiny", "--option", "bsize=128", "--lr", "2e-3"]},
+# Per image, every backend it serves (the registry's `image`): a tiny network trained from scratch for one epoch,
+# then used to segment (no weights to download). Options keep the networks small enough for a CPU smoke test.
+TINY = {
+    "cellpose": ["--option", "nbase=2,16,32,64,256"],
+    "stardist": ["--option", "n_rays=16", "--option", "unet_n_filter_base=16"],
+    "cellbin": ["--option", "base=8", "--option", "dropout=0", "--option", "patch=64"],
+    "cellvit": ["--option", "embed_dim=96", "--option", "depth=4", "--option", "heads=3", "--option", "decoder_div=8"],
+    "cpsam": ["--option", "encoder=tiny", "--option", "bsize=128", "--lr", "2e-3"],
 }
+MODEL_BACKENDS: dict[str, dict[str, list[str]]] = {}
+for _name, _args in TINY.items():
+    MODEL_BACKENDS.setdefault(BACKENDS[_name].image, {})[_name] = _args
 CASES = [(family, backend) for family in sorted(set(IMAGES) & set(MODEL_BACKENDS)) for backend in MODEL_BACKENDS[family]]
 
 

@@ -1,6 +1,7 @@
 """Segmentation model families behind one interface (`csrefiner.models.base.Backend`).
 
-Adding a model family is adding one file in `backends/` and one line here. Backends are imported only when
+Adding a model family is adding one file in `backends/` and one entry in `registry.py` (then
+`python -m csrefiner.models.registry --write` copies it into the pipeline). Backends are imported only when
 used, so `csrefiner --help` and the steps that need no model never import torch or TensorFlow.
 """
 
@@ -10,22 +11,16 @@ import importlib
 
 from csrefiner.errors import CsrefinerError
 
-# name -> module in csrefiner.models.backends that defines `BACKEND`
-BACKENDS = {
-    "cellpose": "cellpose",  # Cellpose 3, CPnet (cyto3, nuclei, cyto2, ...)
-    "cellvit": "cellvit",  # CellViT (ViT-256 / SAM encoders, HoVer-Net post-processing), plain torch
-    "cpsam": "cpsam",  # Cellpose 4, Cellpose-SAM
-    "stardist": "stardist",  # StarDist 2D (tensorflow)
-    "cellbin": "cellbin",  # CellBin BCDU-Net (tensorflow), STOmics SAW
-    "watershed": "watershed",  # classical, no weights: a reference / second opinion, not trainable
-}
-
 
 def backend_names() -> list[str]:
+    from csrefiner.models.registry import BACKENDS  # here, so `python -m csrefiner.models.registry` runs it fresh
+
     return list(BACKENDS)
 
 
 def get_backend(name: str):
+    from csrefiner.models.registry import BACKENDS
+
     if name not in BACKENDS:
         raise CsrefinerError(f"unknown model backend {name!r}; choose one of {', '.join(BACKENDS)}")
-    return importlib.import_module(f"csrefiner.models.backends.{BACKENDS[name]}").BACKEND
+    return importlib.import_module(f"csrefiner.models.backends.{BACKENDS[name].module}").BACKEND

@@ -20,6 +20,9 @@ from typing import ClassVar
 import numpy as np
 
 from csrefiner.errors import CsrefinerError
+from csrefiner.models.options import Option, OptionValues, scratch_given
+from csrefiner.models.options import parse as parse_options
+from csrefiner.models.registry import BACKENDS, BASE, Entry
 
 
 @dataclass(frozen=True)
@@ -105,32 +108,57 @@ class Trainer(ABC):
 
 
 class Backend(ABC):
-    name: ClassVar[str]
+    """A model family. Its row in `csrefiner/models/registry.py` holds what lies outside its code (pip extra,
+    image, default pretrained model); `extra` and `default_pretrained` read it."""
+
+    name: ClassVar[str]  # the `--model` value, its key in the registry
     requires: ClassVar[tuple[str, ...]]  # importable modules the backend needs
-    extra: ClassVar[str]  # pip extra that installs them
-    default_pretrained: ClassVar[str]
     default_lr: ClassVar[tuple[float, float]]  # (from scratch, fine-tune)
+    known_names: ClassVar[tuple[str, ...]] = ()  # pretrained names this backend answers to
+    option_specs: ClassVar[tuple[Option, ...]] = ()  # the `--option KEY=VALUE` knobs it reads (csrefiner.models.options)
+
+    @property
+    def entry(self) -> Entry:
+        return BACKENDS[self.name]
+
+    @property
+    def extra(self) -> str:
+        """The pip extra that installs `requires`."""
+        return self.entry.extra
+
+    @property
+    def default_pretrained(self) -> str:
+        return self.entry.default_pretrained
 
     def check_installed(self) -> None:
         missing = [m for m in self.requires if importlib.util.find_spec(m) is None]
         if missing:
+            target = "." if self.extra == BASE else f"'.[{self.extra}]'"
             raise CsrefinerError(
                 f"backend '{self.name}' needs {', '.join(missing)}, which is not installed here; "
-                f"install it with `pip install -c constraints.txt -e '.[{self.extra}]'` or use the "
-                f"csrefiner-{self.extra} container image"
+                f"install it with `pip install -c constraints.txt -e {target}` or use the "
+                f"csrefiner/{self.entry.image} container image"
             )
 
-    known_names: ClassVar[tuple[str, ...]] = ()  # pretrained names this backend answers to
-    option_keys: ClassVar[tuple[str, ...]] = ()  # the `--option KEY=VALUE` keys this backend reads
+    @property
+    def option_keys(self) -> tuple[str, ...]:
+        return tuple(o.name for o in self.option_specs)
 
     def check_options(self, options: dict) -> None:
-        """A misspelt --option would be ignored silently (and recorded in the model card as if it applied)."""
-        unknown = sorted(set(options) - set(self.option_keys))
-        if unknown:
-            raise CsrefinerError(
-                f"--option {', '.join(unknown)}: not an option of backend '{self.name}'; its options are "
-                f"{', '.join(sorted(self.option_keys)) or '(none)'}"
-            )
+        """Unknown keys and values of the wrong type are refused before any work (a misspelt --option would be
+        ignored silently, and recorded in the model card as if it applied)."""
+        self.option_values(options)
+
+    def option_values(self, options: dict) -> OptionValues:
+        """Every declared option, typed: as given in `options` (`--option` strings), else its default."""
+        return parse_options(self.name, self.option_specs, options)
+
+    def check_scratch_options(self, options: dict, base: Pretrained) -> None:
+        """Refuse architecture options (scratch-only) when the architecture comes from `base`."""
+        given = scratch_given(self.option_specs, options)
+        if given and not base.scratch:
+            raise CsrefinerError(f"--option {', '.join(given)}: the architecture comes from the base model "
+                                 f"{base.name}; these options only apply with --pretrained scratch")
 
     def resolve(self, spec: str) -> Pretrained:
         """'scratch', a csrefiner model folder of this backend, or (`find_pretrained`) a library name or path."""

@@ -40,34 +40,35 @@ from csrefiner.models.augment import Augment, augment_pair
 from csrefiner.models.base import Backend, LocalModel, Pretrained, Segmenter, Trainer, TrainParams
 from csrefiner.models.card import read_model_json
 from csrefiner.models.data import grey
+from csrefiner.models.options import Option
 
 OFFICIAL = {  # file -> stain it was trained for (channels are read from the file)
     "cellseg_bcdu_SHDI_221008_tf.hdf5": "ss",
     "cellseg_bcdu_H_240823_tf.hdf5": "he",
 }
 WEIGHTS_URL = "https://github.com/STOmics/CSRefiner"  # its README (section Cellbin) links the official files
-DEFAULTS = {"patch": 256, "base": 64, "dropout": 0.5, "target": "border", "border_weight": 5.0, "dice": 1.0,
-            "clahe": 1, "threshold": 0.5, "h": 2.0, "min_size": 16}
-FLOAT_KEYS, INT_KEYS = ("dropout", "border_weight", "dice", "threshold", "h"), ("patch", "base", "clahe", "min_size", "channels")
+OPTIONS = (  # --option KEY=VALUE; all but `channels` have a default, and the defaults open every new config
+    Option("patch", "int", 256, "training crop and inference window side, px (a multiple of 8)"),
+    Option("base", "int", 64, "filters of the first block (the network's width)", scratch=True),
+    Option("dropout", "float", 0.5, "dropout of the densely connected blocks"),
+    Option("target", "str", "border", "border: touching rims are background, weighted border_weight times, so "
+           "touching nuclei come out separated; fg: CellBin's plain foreground", choices=("border", "fg")),
+    Option("border_weight", "float", 5.0, "loss weight of the touching rims (target=border)"),
+    Option("dice", "float", 1.0, "weight of the soft Dice loss next to binary cross-entropy"),
+    Option("clahe", "int", 1, "1: CLAHE in the preprocessing, 0: none"),
+    Option("threshold", "float", 0.5, "foreground probability threshold (fine-tuning picks it on the validation "
+           "patches)"),
+    Option("h", "float", 2.0, "h-maxima depth of the watershed seeds (fine-tuning picks it)"),
+    Option("min_size", "int", 16, "smallest nucleus kept, pixels"),
+    Option("channels", "int", None, "input channels of a new network (default: 3 for --stain he, else 1)",
+           scratch=True),
+)
+DEFAULTS = {o.name: o.default for o in OPTIONS if o.default is not None}
 
 
 def model_dir() -> Path:
     root = os.environ.get("CSREFINER_MODELS")
     return (Path(root) if root else Path.home() / ".csrefiner" / "models") / "cellbin"
-
-
-def _options(options: dict) -> dict:
-    out = {}
-    for key, value in options.items():
-        if key in FLOAT_KEYS:
-            out[key] = float(value)
-        elif key in INT_KEYS:
-            out[key] = int(value)
-        elif key == "target":
-            if value not in ("border", "fg"):
-                raise CsrefinerError(f"--option target={value}: use border (separate touching nuclei) or fg")
-            out[key] = value
-    return out
 
 
 # ---- preprocessing (the same at training and inference) -------------------------------------------------------
@@ -335,10 +336,8 @@ class CellbinTrainer(Trainer):
 
 class CellbinBackend(Backend):
     name = "cellbin"
-    option_keys = (*FLOAT_KEYS, *INT_KEYS, "target")
+    option_specs = OPTIONS
     requires = ("tensorflow", "keras", "h5py")
-    extra = "stardist"
-    default_pretrained = "cellseg_bcdu_SHDI_221008_tf.hdf5"
     default_lr = (1e-3, 1e-4)  # Adam; CellBin/CSRefiner fine-tune at 1e-4
     known_names = tuple(OFFICIAL) + tuple(n.removesuffix(".hdf5") for n in OFFICIAL)
 
@@ -379,13 +378,14 @@ class CellbinBackend(Backend):
     def _config(self, source: Pretrained, params: TrainParams, train: list | None = None) -> dict:
         from csrefiner.models.backends.cellbin_net import file_geometry
 
+        opts = self.option_values(params.options)
         if source.folder:
             config = read_model_json(source.path / "cellbin" / "config.json", what="cellbin config")
             for key in ("threshold", "h", "min_size"):  # post-processing may be overridden at segment time
-                if key in params.options:
-                    config[key] = _options(params.options)[key]
+                if key in opts.raw:
+                    config[key] = opts[key]
             return config
-        config = DEFAULTS | {"stain": params.stain} | _options(params.options)
+        config = DEFAULTS | {"stain": params.stain} | opts.given
         if source.scratch:
             config.setdefault("channels", 3 if params.stain == "he" else 1)
         else:

@@ -24,6 +24,7 @@ from csrefiner.models.augment import Augment, intensity
 from csrefiner.models.base import Backend, LocalModel, Pretrained, Segmenter, Trainer, TrainParams
 from csrefiner.models.card import read_model_json
 from csrefiner.models.data import grey
+from csrefiner.models.options import Option
 
 MODEL_URL = "https://www.cellpose.org/models"
 # cellpose 3's file name for each built-in model (cellpose.models.model_path)
@@ -211,10 +212,14 @@ class CellposeTrainer(Trainer):
 
 class CellposeBackend(Backend):
     name = "cellpose"
-    option_keys = ("nbase", "diam_mean", "diameter")
+    option_specs = (
+        Option("nbase", "ints", DEFAULT_NBASE, "CPnet widths; the first must be 2, the last 256", scratch=True),
+        Option("diam_mean", "float", None, "the network's object diameter, px (default: the training labels' mean "
+               "diameter, so no rescaling)", scratch=True),
+        Option("diameter", "float", None, "object diameter in the images, px: they are rescaled to the model's "
+               "(default: the model's own)"),
+    )
     requires = ("cellpose", "torch")
-    extra = "cellpose"
-    default_pretrained = "cyto3"
     default_lr = (5e-3, 5e-4)  # AdamW, as cellpose's train_seg (scratch); 10x lower to fine-tune
     known_names = BUILTIN
 
@@ -249,14 +254,16 @@ class CellposeBackend(Backend):
         from csrefiner.models.device import torch_device
 
         device = torch_device(params.device)
+        opts = self.option_values(params.options)
         if source.folder:
             config = read_model_json(source.path / "cellpose" / "config.json", what="cellpose config")
             state = _load_state(source.path / "cellpose" / "weights.pt")
         elif source.scratch:
-            nbase = [int(v) for v in str(params.options.get("nbase", ",".join(map(str, DEFAULT_NBASE)))).split(",")]
+            nbase = list(opts["nbase"])
             if nbase[0] != 2 or nbase[-1] != 256:
                 raise CsrefinerError(f"--option nbase={params.options.get('nbase')}: cellpose 3 needs 2,...,256")
-            config, state = {"nbase": nbase, "diam_mean": float(params.options.get("diam_mean", 30.0))}, None
+            diam_mean = 30.0 if opts["diam_mean"] is None else opts["diam_mean"]  # `trainer` sets it from the data
+            config, state = {"nbase": nbase, "diam_mean": diam_mean}, None
         else:
             state = _load_state(source.path)
             diam = state.get("diam_mean")
@@ -268,8 +275,8 @@ class CellposeBackend(Backend):
         config.setdefault("flow_threshold", 0.4)
         config.setdefault("cellprob_threshold", 0.0)
         config["stain"] = config.get("stain", params.stain) if source.folder else params.stain
-        if params.options.get("diameter"):
-            config["diameter"] = float(params.options["diameter"])
+        if opts["diameter"] is not None:
+            config["diameter"] = opts["diameter"]
         net = build_net(config["nbase"], config["diam_mean"], device)
         if state is not None:
             try:

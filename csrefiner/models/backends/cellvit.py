@@ -27,12 +27,14 @@ from csrefiner.models.augment import Augment, augment_pair
 from csrefiner.models.base import Backend, LocalModel, Pretrained, Segmenter, Trainer, TrainParams
 from csrefiner.models.card import read_model_json
 from csrefiner.models.data import grey, percentile_normalize
+from csrefiner.models.options import Option
 
 CHECKPOINTS_URL = "https://github.com/TIO-IKIM/CellViT#model-checkpoints"
 PUBLISHED = ("CellViT-256-x40", "CellViT-256-x20", "CellViT-SAM-H-x40", "CellViT-SAM-H-x20")
 MARKER_THRESHOLDS = (0.3, 0.4, 0.5, 0.6)  # HoVer-Net's 0.4 and neighbours, chosen on validation by `finish`
-SETTINGS = {"prob_threshold": float, "marker_threshold": float, "ksize": int, "min_size": int,
-            "window": int, "overlap": int}
+POSTPROCESS = ("prob_threshold", "marker_threshold", "ksize", "min_size")
+SETTINGS = (*POSTPROCESS, "window", "overlap")  # saved with the model; `--option`s given at segment time win
+ENCODERS = ("vit256", "sam-b", "sam-l", "sam-h")  # csrefiner.models.cellvit.config.PRESETS (which imports torch)
 
 
 def model_dir() -> Path:
@@ -132,7 +134,8 @@ def _batch(pairs: list, device):
 
 
 class CellViTTrainer(Trainer):
-    def __init__(self, net, device, settings: dict, train: list, val: list, params: TrainParams, freeze_epochs: int):
+    def __init__(self, net, device, settings: dict, train: list, val: list, params: TrainParams, freeze_epochs: int,
+                 crop: int = 256, weight_decay: float = 1e-4):
         import torch
 
         self.net, self.device, self.settings, self.params = net, device, settings, params
@@ -142,11 +145,10 @@ class CellViTTrainer(Trainer):
         self.X = [to_input(s.image, stain) for s in train]
         self.L = [s.labels for s in train]
         side = min(min(s.labels.shape) for s in train + val)
-        self.side = int(min(int(params.options.get("crop", 256)), side) // 16 * 16)
+        self.side = int(min(crop, side) // 16 * 16)
         self.val = [_crop(to_input(s.image, stain), s.labels, min(self.side, min(s.labels.shape) // 16 * 16), None)
                     for s in val]
-        wd = float(params.options.get("weight_decay", 1e-4))
-        self.optimizer = torch.optim.AdamW(net.parameters(), lr=3e-4, weight_decay=wd)
+        self.optimizer = torch.optim.AdamW(net.parameters(), lr=3e-4, weight_decay=weight_decay)
         self.frozen = None
 
     def _set_frozen(self, frozen: bool) -> None:
@@ -253,11 +255,29 @@ def write_config(folder: Path, cfg: dict, settings: dict) -> None:
 
 class CellViTBackend(Backend):
     name = "cellvit"
-    option_keys = (*SETTINGS, "crop", "freeze_epochs", "weight_decay", "encoder", "embed_dim", "depth", "heads",
-                   "types", "decoder_div")
+    option_specs = (
+        Option("encoder", "str", "vit256", "encoder of a new network: CellViT-256 (HIPT ViT-S/16) or SAM-B/L/H",
+               scratch=True, choices=ENCODERS),
+        Option("embed_dim", "int", None, "encoder width (default: the encoder's)", scratch=True),
+        Option("depth", "int", None, "encoder blocks, >= 4 (default: the encoder's)", scratch=True),
+        Option("heads", "int", None, "attention heads (default: the encoder's; 32-wide heads for a new embed_dim)",
+               scratch=True),
+        Option("decoder_div", "int", 1, "decoder this many times narrower than published", scratch=True),
+        Option("types", "int", 0, "nucleus type classes of the type branch", scratch=True),
+        Option("freeze_epochs", "int", None, "epochs with the encoder frozen (default: 25 from a pretrained model, "
+               "0 from scratch)"),
+        Option("weight_decay", "float", 1e-4, "AdamW weight decay"),
+        Option("crop", "int", 256, "training crop side, px (at most the smallest patch, a multiple of 16)"),
+        Option("window", "int", None, "inference window side, px, a multiple of 16, >= 32 (default: the training "
+               "crop, 256 for a pretrained model)"),
+        Option("overlap", "int", None, "overlap of inference windows, px (default: a quarter of the window, >= 16)"),
+        Option("prob_threshold", "float", 0.5, "nucleus probability threshold"),
+        Option("marker_threshold", "float", 0.4, "watershed marker threshold (fine-tuning picks it on the "
+               "validation patches)"),
+        Option("ksize", "int", 11, "Sobel kernel size for the HV-map gradients (odd, >= 3)"),
+        Option("min_size", "int", 10, "smallest nucleus kept, pixels"),
+    )
     requires = ("torch",)
-    extra = "cellvit"
-    default_pretrained = "CellViT-256-x40"
     default_lr = (3e-4, 3e-4)  # AdamW as published (the frozen encoder keeps fine-tuning gentle)
     known_names = PUBLISHED
 
@@ -295,12 +315,10 @@ class CellViTBackend(Backend):
         return f"put CellViT checkpoints (e.g. CellViT-256-x40.pth from {CHECKPOINTS_URL}) into {model_dir()} ($CSREFINER_MODELS/cellvit)"
 
     def _settings(self, params: TrainParams, saved: dict | None, crop: int) -> dict:
-        base = saved or {"stain": params.stain, "prob_threshold": 0.5, "marker_threshold": 0.4, "ksize": 11,
-                         "min_size": 10, "window": crop, "overlap": max(16, crop // 4)}
-        out = dict(base)
-        for key, cast in SETTINGS.items():
-            if key in params.options:
-                out[key] = cast(params.options[key])
+        opts = self.option_values(params.options)
+        base = saved or {"stain": params.stain, **{k: opts[k] for k in POSTPROCESS}, "window": crop,
+                         "overlap": max(16, crop // 4)}
+        out = dict(base) | {k: opts[k] for k in SETTINGS if k in opts.raw}
         if out["overlap"] >= out["window"] or out["window"] % 16 or out["window"] < 32:
             raise CsrefinerError(f"--option window={out['window']} overlap={out['overlap']}: window must be a multiple "
                                  "of 16 (>= 32) and larger than the overlap")
@@ -320,7 +338,7 @@ class CellViTBackend(Backend):
         torch.manual_seed(params.seed)
         saved = None
         if source.scratch:
-            cfg, state = from_options(params.options, crop), None
+            cfg, state = from_options(self.option_values(params.options), crop), None
         else:
             weights = source.path / "cellvit" / "weights.pth" if source.folder else source.path
             state, meta, _ = read(weights)
@@ -334,12 +352,13 @@ class CellViTBackend(Backend):
         return net.to(device), device, saved
 
     def trainer(self, base: Pretrained, params: TrainParams, train: list, val: list) -> Trainer:
+        opts = self.option_values(params.options)
         crop = min(min(s.labels.shape) for s in train + val) // 16 * 16
-        net, device, saved = self._net(base, params, min(crop, int(params.options.get("crop", 256))))
+        net, device, saved = self._net(base, params, min(crop, opts["crop"]))
         settings = self._settings(params, saved, crop)
         settings["stain"] = params.stain
-        freeze = int(params.options.get("freeze_epochs", 0 if base.scratch else 25))
-        return CellViTTrainer(net, device, settings, train, val, params, freeze)
+        freeze = (0 if base.scratch else 25) if opts["freeze_epochs"] is None else opts["freeze_epochs"]
+        return CellViTTrainer(net, device, settings, train, val, params, freeze, opts["crop"], opts["weight_decay"])
 
     def load(self, source: Pretrained, params: TrainParams) -> Segmenter:
         net, device, saved = self._net(source, params)

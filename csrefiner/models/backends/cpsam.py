@@ -46,6 +46,7 @@ from csrefiner.models.augment import Augment, intensity
 from csrefiner.models.base import Backend, LocalModel, Pretrained, Segmenter, Trainer, TrainParams
 from csrefiner.models.card import read_model_json
 from csrefiner.models.data import grey
+from csrefiner.models.options import Option, OptionValues
 
 MODEL_URL = "https://huggingface.co/mouseland/cellpose-sam/resolve/main"
 BUILTIN = ("cpsam_v2", "cpsam")  # cellpose 4's file names in its model folder
@@ -167,16 +168,14 @@ def build_net(arch: dict, device):
     return SmallCPSAM().to(device)
 
 
-def scratch_arch(options: dict) -> dict:
-    preset = str(options.get("encoder", "vit_l"))
-    if preset not in PRESETS:
-        raise CsrefinerError(f"--option encoder={preset}: use one of {', '.join(PRESETS)}")
-    embed, depth, heads, neck = PRESETS[preset]
-    arch = {"embed_dim": int(options.get("embed_dim", embed)), "depth": int(options.get("depth", depth)),
-            "heads": int(options.get("heads", heads)), "ps": PATCH, "bsize": int(options.get("bsize", 256)),
-            "out_chans": int(options.get("neck", neck))}
+def scratch_arch(opts: OptionValues) -> dict:
+    """The network `--pretrained scratch` builds: the `encoder` preset, resized by the options given."""
+    preset = dict(zip(("embed_dim", "depth", "heads", "neck"), PRESETS[opts["encoder"]]))
+    size = {key: preset[key] if opts[key] is None else opts[key] for key in preset}
+    arch = {"embed_dim": size["embed_dim"], "depth": size["depth"], "heads": size["heads"], "ps": PATCH,
+            "bsize": opts["bsize"], "out_chans": size["neck"]}
     if arch["embed_dim"] % arch["heads"] or arch["bsize"] % (4 * PATCH) or arch["depth"] < 1:
-        raise CsrefinerError(f"--option {options}: embed_dim must be a multiple of heads, bsize of {4 * PATCH}, depth >= 1")
+        raise CsrefinerError(f"--option {opts.raw}: embed_dim must be a multiple of heads, bsize of {4 * PATCH}, depth >= 1")
     return arch
 
 
@@ -227,14 +226,14 @@ def _inputs(samples: list, stain: str, device) -> tuple[list[np.ndarray], list[n
 
 
 class CpsamTrainer(Trainer):
-    def __init__(self, net, device, config: dict, train: list, val: list, params: TrainParams):
+    def __init__(self, net, device, config: dict, train: list, val: list, params: TrainParams, repeats: int = 1):
         import torch
 
         self.net, self.device, self.config, self.params = net, device, config, params
         self.aug = Augment()
         self.bsize = config["arch"]["bsize"]
         # random crops per patch per epoch: a 128 px tile of a larger patch is a fresh view each time
-        self.repeats = max(1, int(params.options.get("repeats", 1)))
+        self.repeats = max(1, repeats)
         self.X, self.Y, diams = _inputs(train, params.stain, device)
         self.config["diam_labels"] = float(np.maximum(diams, 5.0).mean())  # as train_seg records it
         net.diam_labels.data = torch.tensor([self.config["diam_labels"]], dtype=torch.float32).to(device)
@@ -331,11 +330,24 @@ class CpsamTrainer(Trainer):
 
 class CpsamBackend(Backend):
     name = "cpsam"
-    option_keys = ("encoder", "embed_dim", "depth", "heads", "bsize", "neck", "bfloat16", "rdrop", "repeats",
-                   "weight_decay", "diameter", "batch_size")
+    option_specs = (
+        Option("encoder", "str", "vit_l", "SAM encoder preset: vit_l is CPSAM's own (untrained from scratch); "
+               "vit_b and tiny are smaller, for tests (not Cellpose-SAM)", scratch=True, choices=tuple(PRESETS)),
+        Option("embed_dim", "int", None, "encoder width (default: the preset's)", scratch=True),
+        Option("depth", "int", None, "encoder blocks (default: the preset's)", scratch=True),
+        Option("heads", "int", None, "attention heads (default: the preset's)", scratch=True),
+        Option("neck", "int", None, "encoder output channels (default: the preset's)", scratch=True),
+        Option("bsize", "int", 256, f"tile side, px, a multiple of {4 * PATCH}", scratch=True),
+        Option("rdrop", "float", None, "CPSAM's layer drop while training (default: the base model's, 0.4; kept "
+               "in the model folder)"),
+        Option("repeats", "int", 1, "random crops per patch per epoch"),
+        Option("weight_decay", "float", 0.1, "AdamW weight decay (default: the base model folder's, else 0.1)"),
+        Option("diameter", "float", None, "object diameter in the images, px (default: none, cellpose 4 does not "
+               "rescale)"),
+        Option("batch_size", "int", None, "tiles per batch at segmentation (default: 8)"),
+        Option("bfloat16", "int", 1, "1: bfloat16 inference on a GPU (cellpose 4's default); 0: float32"),
+    )
     requires = ("cellpose", "torch", "segment_anything")
-    extra = "cpsam"
-    default_pretrained = "cpsam_v2"
     default_lr = (3e-4, 1e-5)  # scratch (small test networks); fine-tune: cellpose 4's train_seg default
     known_names = BUILTIN
 
@@ -384,11 +396,12 @@ class CpsamBackend(Backend):
         from csrefiner.models.device import torch_device
 
         device = torch_device(params.device)
+        opts = self.option_values(params.options)
         if source.folder:
             config = read_model_json(source.path / "cpsam" / "config.json", what="cpsam config")
             state = load_state(source.path / "cpsam" / "weights.pt")
         elif source.scratch:
-            config, state = {"arch": scratch_arch(params.options)}, None
+            config, state = {"arch": scratch_arch(opts)}, None
         else:
             state = load_state(source.path)
             config = {}
@@ -398,14 +411,14 @@ class CpsamBackend(Backend):
         config.setdefault("flow_threshold", 0.4)
         config.setdefault("cellprob_threshold", 0.0)
         config["stain"] = config.get("stain", params.stain) if source.folder else params.stain
-        config["weight_decay"] = float(params.options.get("weight_decay", config.get("weight_decay", 0.1)))
+        config["weight_decay"] = float(opts.over(config, "weight_decay"))
         for key in ("diameter", "batch_size"):
-            if params.options.get(key):
-                config[key] = float(params.options[key]) if key == "diameter" else int(params.options[key])
+            if opts[key] is not None:
+                config[key] = opts[key]
         if state is None:
             __import__("torch").manual_seed(params.seed)  # a reproducible random initialisation
         net = build_net(config["arch"], device)
-        rdrop = params.options.get("rdrop", config.get("rdrop"))  # CPSAM's layer drop (0.4); kept by fine-tunes
+        rdrop = opts.over(config, "rdrop")  # CPSAM's layer drop (0.4); kept by fine-tunes
         if rdrop is not None:  # a 2-block network learns faster without it
             net.rdrop = config["rdrop"] = float(rdrop)
         if state is not None:
@@ -413,14 +426,14 @@ class CpsamBackend(Backend):
                 net.load_state_dict(state, strict=True)  # cellpose's own load_model is strict=False
             except RuntimeError as exc:
                 raise CsrefinerError(f"{source.path}: weights do not fit the network {config['arch']} ({exc})") from exc
-        if not for_training and device.type == "cuda" and str(params.options.get("bfloat16", "1")) != "0":
+        if not for_training and device.type == "cuda" and opts["bfloat16"] != 0:
             net.dtype = __import__("torch").bfloat16  # cellpose 4's default on GPU; on CPU bfloat16 is ~14x slower
         net.train(False)
         return net, device, config
 
     def trainer(self, base: Pretrained, params: TrainParams, train: list, val: list) -> Trainer:
         net, device, config = self._net_and_config(base, params, for_training=True)
-        return CpsamTrainer(net, device, config, train, val, params)
+        return CpsamTrainer(net, device, config, train, val, params, self.option_values(params.options)["repeats"])
 
     def load(self, source: Pretrained, params: TrainParams) -> Segmenter:
         net, device, config = self._net_and_config(source, params, for_training=False)

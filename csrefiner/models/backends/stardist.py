@@ -36,6 +36,7 @@ from csrefiner.models.augment import Augment, augment_pair
 from csrefiner.models.base import Backend, LocalModel, Pretrained, Segmenter, Trainer, TrainParams
 from csrefiner.models.card import read_model_json
 from csrefiner.models.data import grey, percentile_normalize
+from csrefiner.models.options import Option
 
 SUBDIR = "stardist"
 WEIGHTS = "weights_best.h5"
@@ -182,14 +183,6 @@ def _set_thresholds(model, thresholds: dict | None) -> None:
 # ---------------------------------------------------------------- training
 
 
-def _int_option(options: dict, key: str, default: int) -> int:
-    value = options.get(key, default)
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        raise CsrefinerError(f"--option {key}={value}: give a whole number") from None
-
-
 def div_by(config_values: dict) -> int:
     """Patch sides must be multiples of the grid times 2**depth (stardist's `_axes_div_by`)."""
     grid = config_values.get("grid", (1, 1))
@@ -197,11 +190,10 @@ def div_by(config_values: dict) -> int:
     return g * 2 ** int(config_values.get("unet_n_depth", 3))
 
 
-def choose_patch_size(samples: list, options: dict, step: int) -> int:
-    """--option patch_size, or the largest multiple of `step` (at most 256) that fits every patch."""
+def choose_patch_size(samples: list, size: int | None, step: int) -> int:
+    """`size` (--option patch_size), or the largest multiple of `step` (at most 256) that fits every patch."""
     smallest = min(min(s.labels.shape) for s in samples)
-    if "patch_size" in options:
-        size = _int_option(options, "patch_size", MAX_PATCH)
+    if size is not None:
         if size % step or size < step:
             raise CsrefinerError(f"--option patch_size={size}: must be a multiple of {step} (grid x 2**unet_n_depth)")
         small = [s for s in samples if min(s.labels.shape) < size]
@@ -238,13 +230,13 @@ def ordered_data(X, Y, order, **kwargs):
 
 class StarDistTrainer(Trainer):
     def __init__(self, model, prep: dict, train: list, val: list, params: TrainParams, base_lr: float,
-                 patch_size: int, device: str):
+                 patch_size: int, device: str, repeats: int = 1):
         self.model, self.prep, self.params, self.device = model, prep, params, device
         self.patch, self.aug, self.base_lr = patch_size, Augment(), base_lr
         cfg = model.config
         self.X = [model_input(s.image, prep["stain"], cfg.n_channel_in) for s in train]
         self.Y = [s.labels.astype(np.int32) for s in train]  # stardist's label dtype
-        self.repeats = _int_option(params.options, "repeats", 1)  # crops per patch per epoch
+        self.repeats = repeats  # crops per patch per epoch
         self.lr_set: float | None = None
         from keras.optimizers import Adam
 
@@ -345,10 +337,17 @@ class StarDistTrainer(Trainer):
 
 class StarDistBackend(Backend):
     name = "stardist"
-    option_keys = (*SCRATCH, "patch_size", "repeats")
+    option_specs = (
+        Option("n_rays", "int", SCRATCH["n_rays"], "rays per star-convex polygon", scratch=True),
+        Option("grid", "int", SCRATCH["grid"], "subsampling of the output grid", scratch=True),
+        Option("unet_n_depth", "int", SCRATCH["unet_n_depth"], "U-Net depth", scratch=True),
+        Option("unet_n_filter_base", "int", SCRATCH["unet_n_filter_base"], "U-Net filters of the first level",
+               scratch=True),
+        Option("patch_size", "int", None, "training patch side, px, a multiple of grid x 2^depth (default: the "
+               "largest such that fits every patch, at most 256)"),
+        Option("repeats", "int", 1, "random crops per patch per epoch"),
+    )
     requires = ("stardist", "tensorflow")
-    extra = "stardist"
-    default_pretrained = "2D_versatile_fluo"
     default_lr = (1e-3, 1e-4)  # Adam; stardist's 3e-4 stalls from scratch here, 1e-4 fine-tunes
     known_names = tuple(REGISTRY)
 
@@ -399,21 +398,15 @@ class StarDistBackend(Backend):
     def trainer(self, base: Pretrained, params: TrainParams, train: list, val: list) -> Trainer:
         from csrefiner.models.device import tensorflow_device
 
-        opts = params.options
+        opts = self.option_values(params.options)
         if base.scratch:
-            values = {"n_rays": _int_option(opts, "n_rays", SCRATCH["n_rays"]),
-                      "grid": (_int_option(opts, "grid", SCRATCH["grid"]),) * 2,
-                      "unet_n_depth": _int_option(opts, "unet_n_depth", SCRATCH["unet_n_depth"]),
-                      "unet_n_filter_base": _int_option(opts, "unet_n_filter_base", SCRATCH["unet_n_filter_base"]),
-                      "n_channel_in": 1}
+            values = {"n_rays": opts["n_rays"], "grid": (opts["grid"],) * 2, "unet_n_depth": opts["unet_n_depth"],
+                      "unet_n_filter_base": opts["unet_n_filter_base"], "n_channel_in": 1}
             weights, thresholds = None, None
         else:
             values, weights, thresholds, _ = self._source(base)
-            ignored = sorted({"n_rays", "grid", "unet_n_depth", "unet_n_filter_base"} & set(opts))
-            if ignored:
-                raise CsrefinerError(f"--option {', '.join(ignored)}: the architecture comes from the base model "
-                                     f"{base.name}; these options only apply with --pretrained scratch")
-        patch = choose_patch_size(train + val, opts, div_by(values))
+            self.check_scratch_options(params.options, base)
+        patch = choose_patch_size(train + val, opts["patch_size"], div_by(values))
         lr = params.lr or self.default_lr[0 if base.scratch else 1]
         device = tensorflow_device(params.device)
         values = dict(values) | {"train_patch_size": (patch, patch), "train_batch_size": params.batch_size,
@@ -422,7 +415,7 @@ class StarDistBackend(Backend):
         model = build_model(values, weights, params.seed)
         _set_thresholds(model, thresholds)
         prep = {"stain": params.stain, "input": "rgb" if model.config.n_channel_in > 1 else "grey"}
-        return StarDistTrainer(model, prep, train, val, params, lr, patch, device)
+        return StarDistTrainer(model, prep, train, val, params, lr, patch, device, repeats=opts["repeats"])
 
     def load(self, source: Pretrained, params: TrainParams) -> Segmenter:
         from csrefiner.models.device import tensorflow_device

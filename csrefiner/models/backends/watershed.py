@@ -14,6 +14,7 @@ from csrefiner.errors import CsrefinerError
 from csrefiner.models import classical
 from csrefiner.models.base import Backend, LocalModel, Pretrained, Segmenter, TrainParams, Trainer
 from csrefiner.models.data import grey
+from csrefiner.models.options import Option
 
 NAME = "default"
 
@@ -21,8 +22,8 @@ NAME = "default"
 class WatershedSegmenter(Segmenter):
     def __init__(self, options: dict, stain: str):
         self.stain = stain
-        self.min_distance = int(options.get("min_distance", 4))
-        self.sigma = float(options.get("sigma", 1.0))
+        self.min_distance = options["min_distance"]
+        self.sigma = options["sigma"]
 
     def predict(self, image: np.ndarray) -> np.ndarray:
         return classical.watershed_nuclei(grey(image, self.stain), sigma=self.sigma, min_distance=self.min_distance)
@@ -34,10 +35,11 @@ class WatershedSegmenter(Segmenter):
 
 class WatershedBackend(Backend):
     name = "watershed"
-    option_keys = ("min_distance", "sigma")
+    option_specs = (
+        Option("min_distance", "int", 4, "least distance between two seeds, pixels"),
+        Option("sigma", "float", 1.0, "Gaussian smoothing of the grey image before Otsu, pixels"),
+    )
     requires = ("skimage",)
-    extra = "base"
-    default_pretrained = NAME
     default_lr = (0.0, 0.0)
     known_names = ("watershed",)
 
@@ -60,7 +62,7 @@ class WatershedBackend(Backend):
     def load(self, source: Pretrained, params: TrainParams) -> Segmenter:
         if source.folder:
             raise CsrefinerError(f"{source.name}: watershed has no model folders")
-        return WatershedSegmenter(params.options, params.stain)
+        return WatershedSegmenter(self.option_values(params.options), params.stain)
 
 
 BACKEND = WatershedBackend()

@@ -54,25 +54,25 @@ def complete(cfg: dict) -> dict:
     return cfg
 
 
-def from_options(options: dict, patch_side: int) -> dict:
+def from_options(opts, patch_side: int) -> dict:
     """A from-scratch architecture: `encoder=vit256|sam-b|sam-l|sam-h`, optionally resized with embed_dim, depth,
-    heads, and a decoder `decoder_div` times narrower than published (for small CPU models)."""
-    name = str(options.get("encoder", "vit256")).lower()
-    if name not in PRESETS:
-        raise CsrefinerError(f"--option encoder={name}: use one of {', '.join(PRESETS)}")
-    cfg = dict(PRESETS[name])
+    heads, and a decoder `decoder_div` times narrower than published (for small CPU models).
+
+    `opts`: the backend's typed option values (`BACKEND.option_values(options)`)."""
+    given = opts.given
+    cfg = dict(PRESETS[opts["encoder"]])
     for key in ("embed_dim", "depth", "heads"):
-        if key in options:
-            cfg[key] = int(options[key])
-    if "heads" not in options and "embed_dim" in options:
+        if key in given:
+            cfg[key] = given[key]
+    if "heads" not in given and "embed_dim" in given:
         cfg["heads"] = default_heads(cfg["embed_dim"])
-    if "depth" in options and cfg["encoder"] == "sam":
+    if "depth" in given and cfg["encoder"] == "sam":
         cfg.pop("global_attn")
     # a fresh position grid covers the training patches (the published ones keep their own size)
-    if any(k in options for k in ("embed_dim", "depth", "heads")):
+    if any(k in given for k in ("embed_dim", "depth", "heads")):
         cfg["pos_grid"] = max(1, patch_side // PATCH)
-    cfg["type_classes"] = int(options.get("types", 0))
-    div = int(options.get("decoder_div", 1))
+    cfg["type_classes"] = opts["types"]
+    div = opts["decoder_div"]
     if div < 1:
         raise CsrefinerError(f"--option decoder_div={div}: use 1 (published widths) or more")
     cfg["widths"] = {k: max(4, v // div) for k, v in published_widths(cfg["embed_dim"]).items()}

@@ -231,6 +231,20 @@ def render(template: str, ctx: dict) -> str:
     return textwrap.dedent(text.replace("\\$", "$")).strip() + "\n"
 
 
+def inline_sourced(script: str, root: Path = REPO) -> str:
+    """The script with each `source NAME` / `. NAME` of a pipeline bin/ file replaced by that file's commands
+    (comment lines dropped): what the task's shell runs, for checks that read a script. Not for running: a
+    sourced file may refuse to run inlined."""
+    def expand(m):
+        f = root / "bin" / m.group(2)
+        if not f.is_file():
+            return m.group(0)
+        body = [ln for ln in f.read_text().splitlines() if ln.strip() and not ln.lstrip().startswith("#")]
+        return "\n".join(m.group(1) + ln for ln in body)
+
+    return re.sub(r"^([ \t]*)(?:source|\.)[ \t]+([\w.-]+)[ \t]*$", expand, script, flags=re.M)
+
+
 def check_outputs(module: Module, ctx: dict, workdir: Path) -> dict[str, list[Path]]:
     """Glob each declared output (as Nextflow would) in the task folder; a missing required one raises."""
     found = {}

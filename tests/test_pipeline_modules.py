@@ -1,5 +1,6 @@
 """Module contracts that hold without Nextflow: stub blocks make every declared output, versions.yml is valid,
-scripts set the writable caches, outputs carry no timestamps, and the configs, schemas and params agree."""
+scripts set the writable caches (bin/task_home.sh, sourced: the one place they are written), outputs carry no
+timestamps, and the configs, schemas and params agree."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import sys
 
 import pytest
 
-from nf_modules import REPO, load_modules, pipeline_params, render, run_task, task_context
+from nf_modules import REPO, inline_sourced, load_modules, pipeline_params, render, run_task, task_context
 
 MODULES = load_modules()
 ENV = {
@@ -65,10 +66,23 @@ def test_script_sets_writable_caches(step):
     as an arbitrary user with a read-only image)."""
     meta, inputs, defs = STUB_INPUTS[step]
     module = MODULES[step]
-    script = render(module.script, task_context(module, meta, inputs, defs=defs))
+    script = inline_sourced(render(module.script, task_context(module, meta, inputs, defs=defs)))
     for var in ("HOME", "MPLCONFIGDIR", "CELLPOSE_LOCAL_MODELS_PATH", "KERAS_HOME"):
         assert re.search(rf'\b{var}="\$PWD/', script), f"{step}: {var} not set to a task-local folder"
     assert script.index("KERAS_HOME") < script.index("csrefiner ")
+
+
+def test_caches_are_set_in_one_place():
+    """bin/task_home.sh is the one place HOME and the caches are written: modules source it, none repeats it."""
+    helper = (REPO / "bin" / "task_home.sh").read_text()
+    for var in ("HOME", "MPLCONFIGDIR", "NUMBA_CACHE_DIR", "CELLPOSE_LOCAL_MODELS_PATH", "KERAS_HOME"):
+        assert re.search(rf'\b{var}="\$PWD/\.home\b', helper), var
+    for step, module in MODULES.items():
+        for section in (module.script, module.stub):
+            assert not re.search(r"\b(HOME|MPLCONFIGDIR|NUMBA_CACHE_DIR|CELLPOSE_LOCAL_MODELS_PATH|KERAS_HOME)=",
+                                 section), f"{step}: sets a cache variable itself; source task_home.sh instead"
+        if step != "test_gem":
+            assert re.search(r"^\s*source task_home\.sh$", module.script, re.M), step
 
 
 def test_outputs_have_no_timestamps():

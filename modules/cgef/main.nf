@@ -16,9 +16,7 @@ process CGEF {
     def args = task.ext.args ?: ''
     prefix = task.ext.prefix ?: "${meta.id}"
     """
-    export HOME="\$PWD/.home" MPLCONFIGDIR="\$PWD/.home/matplotlib" NUMBA_CACHE_DIR="\$PWD/.home/numba"
-    export CELLPOSE_LOCAL_MODELS_PATH="\$PWD/.home/cellpose" KERAS_HOME="\$PWD/.home/keras"
-    mkdir -p "\$MPLCONFIGDIR" "\$NUMBA_CACHE_DIR" "\$CELLPOSE_LOCAL_MODELS_PATH" "\$KERAS_HOME"
+    source task_home.sh
     csrefiner cgef --matrix ${matrix} --mask ${mask} --out ${prefix}.cellbin.gef --h5ad ${prefix}.h5ad ${args}
 
     cat <<-END_VERSIONS > versions.yml

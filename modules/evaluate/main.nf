@@ -17,9 +17,7 @@ process EVALUATE {
     prefix = task.ext.prefix ?: "${meta.id}"
     def pred_args = [preds].flatten().collect { p -> "--pred ${p} --name ${p.name}" }.join(' ')
     """
-    export HOME="\$PWD/.home" MPLCONFIGDIR="\$PWD/.home/matplotlib" NUMBA_CACHE_DIR="\$PWD/.home/numba"
-    export CELLPOSE_LOCAL_MODELS_PATH="\$PWD/.home/cellpose" KERAS_HOME="\$PWD/.home/keras"
-    mkdir -p "\$MPLCONFIGDIR" "\$NUMBA_CACHE_DIR" "\$CELLPOSE_LOCAL_MODELS_PATH" "\$KERAS_HOME"
+    source task_home.sh
     csrefiner evaluate --gt gt ${pred_args} --out ${prefix} ${args}
 
     cat <<-END_VERSIONS > versions.yml

@@ -19,9 +19,7 @@ process SEGMENT {
     def cache_dir = model_cache ? model_cache.toString() : ''
     def device = task.accelerator ? 'cuda' : 'cpu'
     """
-    export HOME="\$PWD/.home" MPLCONFIGDIR="\$PWD/.home/matplotlib" NUMBA_CACHE_DIR="\$PWD/.home/numba"
-    export CELLPOSE_LOCAL_MODELS_PATH="\$PWD/.home/cellpose" KERAS_HOME="\$PWD/.home/keras"
-    mkdir -p "\$MPLCONFIGDIR" "\$NUMBA_CACHE_DIR" "\$CELLPOSE_LOCAL_MODELS_PATH" "\$KERAS_HOME"
+    source task_home.sh
     if [ -n "${cache_dir}" ]; then cp -rs "\$(readlink -f ${cache_dir})/." "\$HOME/"; fi
     csrefiner segment ${model_arg} --input input --out ${prefix} --device ${device} ${args}
 

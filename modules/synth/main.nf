@@ -17,9 +17,7 @@ process SYNTH {
     def args = task.ext.args ?: ''
     prefix = task.ext.prefix ?: "${meta.id}"
     """
-    export HOME="\$PWD/.home" MPLCONFIGDIR="\$PWD/.home/matplotlib" NUMBA_CACHE_DIR="\$PWD/.home/numba"
-    export CELLPOSE_LOCAL_MODELS_PATH="\$PWD/.home/cellpose" KERAS_HOME="\$PWD/.home/keras"
-    mkdir -p "\$MPLCONFIGDIR" "\$NUMBA_CACHE_DIR" "\$CELLPOSE_LOCAL_MODELS_PATH" "\$KERAS_HOME"
+    source task_home.sh
     csrefiner synth --out ${prefix} --name ${meta.id} ${args}
 
     cat <<-END_VERSIONS > versions.yml

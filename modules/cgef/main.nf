@@ -10,7 +10,7 @@ process CGEF {
     output:
     tuple val(meta), path("${prefix}.cellbin.gef"), emit: gef
     tuple val(meta), path("${prefix}.h5ad"), emit: h5ad
-    path "versions.yml", emit: versions
+    tuple val("${task.process}"), val('csrefiner'), eval("csrefiner --version | sed 's/^csrefiner //'"), emit: versions, topic: versions
 
     script:
     def args = task.ext.args ?: ''
@@ -18,21 +18,11 @@ process CGEF {
     """
     source task_home.sh
     csrefiner cgef --matrix ${matrix} --mask ${mask} --out ${prefix}.cellbin.gef --h5ad ${prefix}.h5ad ${args}
-
-    cat <<-END_VERSIONS > versions.yml
-    "${task.process}":
-        csrefiner: \$(csrefiner --version | sed 's/^csrefiner //')
-    END_VERSIONS
     """
 
     stub:
     prefix = task.ext.prefix ?: "${meta.id}"
     """
     touch ${prefix}.cellbin.gef ${prefix}.h5ad
-
-    cat <<-END_VERSIONS > versions.yml
-    "${task.process}":
-        csrefiner: \$(csrefiner --version | sed 's/^csrefiner //')
-    END_VERSIONS
     """
 }

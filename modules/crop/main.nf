@@ -10,7 +10,7 @@ process CROP {
     output:
     tuple val(meta), path("${prefix}"), emit: dir
     tuple val(meta), path("${prefix}/*-img.tif"), emit: images
-    path "versions.yml", emit: versions
+    tuple val("${task.process}"), val('csrefiner'), eval("csrefiner --version | sed 's/^csrefiner //'"), emit: versions, topic: versions
 
     script:
     def args = task.ext.args ?: ''
@@ -18,11 +18,6 @@ process CROP {
     """
     source task_home.sh
     csrefiner crop --image ${image} --out ${prefix} ${args}
-
-    cat <<-END_VERSIONS > versions.yml
-    "${task.process}":
-        csrefiner: \$(csrefiner --version | sed 's/^csrefiner //')
-    END_VERSIONS
     """
 
     stub:
@@ -30,10 +25,5 @@ process CROP {
     """
     mkdir -p ${prefix}
     touch ${prefix}/${meta.id}-x0_y0_w64_h64-img.tif
-
-    cat <<-END_VERSIONS > versions.yml
-    "${task.process}":
-        csrefiner: \$(csrefiner --version | sed 's/^csrefiner //')
-    END_VERSIONS
     """
 }

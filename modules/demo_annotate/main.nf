@@ -11,7 +11,7 @@ process DEMO_ANNOTATE {
     output:
     tuple val(meta), path("${prefix}"), emit: dir
     tuple val(meta), path("${prefix}/*.tif"), emit: patches
-    path "versions.yml", emit: versions
+    tuple val("${task.process}"), val('csrefiner'), eval("csrefiner --version | sed 's/^csrefiner //'"), emit: versions, topic: versions
 
     script:
     def args = task.ext.args ?: ''
@@ -19,11 +19,6 @@ process DEMO_ANNOTATE {
     """
     source task_home.sh
     csrefiner demo annotate --suggested ${suggested} --data ${data} --out ${prefix} ${args}
-
-    cat <<-END_VERSIONS > versions.yml
-    "${task.process}":
-        csrefiner: \$(csrefiner --version | sed 's/^csrefiner //')
-    END_VERSIONS
     """
 
     stub:
@@ -31,10 +26,5 @@ process DEMO_ANNOTATE {
     """
     mkdir -p ${prefix}
     touch ${prefix}/demo-x0_y0_w64_h64-img.tif ${prefix}/demo-x0_y0_w64_h64-mask.tif
-
-    cat <<-END_VERSIONS > versions.yml
-    "${task.process}":
-        csrefiner: \$(csrefiner --version | sed 's/^csrefiner //')
-    END_VERSIONS
     """
 }

@@ -10,7 +10,7 @@ process EVALUATE {
     output:
     tuple val(meta), path("${prefix}"), emit: report
     tuple val(meta), path("${prefix}/summary.json"), emit: summary
-    path "versions.yml", emit: versions
+    tuple val("${task.process}"), val('csrefiner'), eval("csrefiner --version | sed 's/^csrefiner //'"), emit: versions, topic: versions
 
     script:
     def args = task.ext.args ?: ''
@@ -19,11 +19,6 @@ process EVALUATE {
     """
     source task_home.sh
     csrefiner evaluate --gt gt ${pred_args} --out ${prefix} ${args}
-
-    cat <<-END_VERSIONS > versions.yml
-    "${task.process}":
-        csrefiner: \$(csrefiner --version | sed 's/^csrefiner //')
-    END_VERSIONS
     """
 
     stub:
@@ -31,10 +26,5 @@ process EVALUATE {
     """
     mkdir -p ${prefix}
     echo '{}' > ${prefix}/summary.json
-
-    cat <<-END_VERSIONS > versions.yml
-    "${task.process}":
-        csrefiner: \$(csrefiner --version | sed 's/^csrefiner //')
-    END_VERSIONS
     """
 }

@@ -9,7 +9,7 @@ process FINETUNE {
 
     output:
     tuple val(meta), path("${prefix}"), emit: model
-    path "versions.yml", emit: versions
+    tuple val("${task.process}"), val('csrefiner'), eval("csrefiner --version | sed 's/^csrefiner //'"), emit: versions, topic: versions
 
     script:
     def args = task.ext.args ?: ''
@@ -22,11 +22,6 @@ process FINETUNE {
     source task_home.sh
     if [ -n "${cache_dir}" ]; then cp -rs "\$(readlink -f ${cache_dir})/." "\$HOME/"; fi
     csrefiner finetune --model ${meta.backend} --train train ${val_arg} --pretrained ${pretrained} --out ${prefix} --device ${device} ${args}
-
-    cat <<-END_VERSIONS > versions.yml
-    "${task.process}":
-        csrefiner: \$(csrefiner --version | sed 's/^csrefiner //')
-    END_VERSIONS
     """
 
     stub:
@@ -34,10 +29,5 @@ process FINETUNE {
     """
     mkdir -p ${prefix}
     echo '{}' > ${prefix}/model.json
-
-    cat <<-END_VERSIONS > versions.yml
-    "${task.process}":
-        csrefiner: \$(csrefiner --version | sed 's/^csrefiner //')
-    END_VERSIONS
     """
 }

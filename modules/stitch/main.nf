@@ -11,7 +11,7 @@ process STITCH {
     tuple val(meta), path("${prefix}-mask.tif"), emit: mask
     tuple val(meta), path("${prefix}-stitch.json"), emit: report
     tuple val(meta), path("${prefix}-preview.png"), emit: preview
-    path "versions.yml", emit: versions
+    tuple val("${task.process}"), val('csrefiner'), eval("csrefiner --version | sed 's/^csrefiner //'"), emit: versions, topic: versions
 
     script:
     def args = task.ext.args ?: ''
@@ -19,21 +19,11 @@ process STITCH {
     """
     source task_home.sh
     csrefiner stitch --manifest ${manifest} --tiles tiles --out ${prefix}-mask.tif --report ${prefix}-stitch.json --preview ${prefix}-preview.png ${args}
-
-    cat <<-END_VERSIONS > versions.yml
-    "${task.process}":
-        csrefiner: \$(csrefiner --version | sed 's/^csrefiner //')
-    END_VERSIONS
     """
 
     stub:
     prefix = task.ext.prefix ?: "${meta.id}"
     """
     touch ${prefix}-mask.tif ${prefix}-stitch.json ${prefix}-preview.png
-
-    cat <<-END_VERSIONS > versions.yml
-    "${task.process}":
-        csrefiner: \$(csrefiner --version | sed 's/^csrefiner //')
-    END_VERSIONS
     """
 }

@@ -11,7 +11,7 @@ process SYNTH {
     tuple val(meta), path("${prefix}"), emit: dir
     tuple val(meta), path("${prefix}/*-img.tif"), emit: images
     tuple val(meta), path("${prefix}/*-mask.tif"), emit: masks
-    path "versions.yml", emit: versions
+    tuple val("${task.process}"), val('csrefiner'), eval("csrefiner --version | sed 's/^csrefiner //'"), emit: versions, topic: versions
 
     script:
     def args = task.ext.args ?: ''
@@ -19,11 +19,6 @@ process SYNTH {
     """
     source task_home.sh
     csrefiner synth --out ${prefix} --name ${meta.id} ${args}
-
-    cat <<-END_VERSIONS > versions.yml
-    "${task.process}":
-        csrefiner: \$(csrefiner --version | sed 's/^csrefiner //')
-    END_VERSIONS
     """
 
     stub:
@@ -32,10 +27,5 @@ process SYNTH {
     mkdir -p ${prefix}
     touch ${prefix}/${meta.id}-x0_y0_w64_h64-img.tif ${prefix}/${meta.id}-x0_y0_w64_h64-mask.tif
     touch ${prefix}/${meta.id}-x0_y64_w64_h64-img.tif ${prefix}/${meta.id}-x0_y64_w64_h64-mask.tif
-
-    cat <<-END_VERSIONS > versions.yml
-    "${task.process}":
-        csrefiner: \$(csrefiner --version | sed 's/^csrefiner //')
-    END_VERSIONS
     """
 }

@@ -10,7 +10,7 @@ process TILE {
     output:
     tuple val(meta), path("${prefix}/*.json"), emit: manifest
     tuple val(meta), path("${prefix}/**.tif"), emit: tiles
-    path "versions.yml", emit: versions
+    tuple val("${task.process}"), val('csrefiner'), eval("csrefiner --version | sed 's/^csrefiner //'"), emit: versions, topic: versions
 
     script:
     def args = task.ext.args ?: ''
@@ -18,11 +18,6 @@ process TILE {
     """
     source task_home.sh
     csrefiner tile --image ${image} --out ${prefix} ${args}
-
-    cat <<-END_VERSIONS > versions.yml
-    "${task.process}":
-        csrefiner: \$(csrefiner --version | sed 's/^csrefiner //')
-    END_VERSIONS
     """
 
     stub:
@@ -31,10 +26,5 @@ process TILE {
     mkdir -p ${prefix}
     echo '{}' > ${prefix}/manifest.json
     touch ${prefix}/${meta.id}-x0_y0_w64_h64-img.tif
-
-    cat <<-END_VERSIONS > versions.yml
-    "${task.process}":
-        csrefiner: \$(csrefiner --version | sed 's/^csrefiner //')
-    END_VERSIONS
     """
 }

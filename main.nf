@@ -25,7 +25,6 @@ workflow {
     if (params.demo) {
         // the demo on its generated slide; it picks the best fine-tuned model for the slide (no --slide_model)
         DEMO(models, ch_model_cache, params.tiles_per_task)
-        ch_versions = DEMO.out.versions
     }
     else {
         def slideModel = params.slide_model ?: models[0].id
@@ -35,14 +34,12 @@ workflow {
         if (params.synth_test) {
             SYNTH_TEST_DATA(params.synth_patches, params.synth_patch_size, params.synth_slide_size, params.synth_style)
             ch_samples = SYNTH_TEST_DATA.out.samples
-            ch_data_versions = SYNTH_TEST_DATA.out.versions
         }
         else {
             if (!params.input) {
                 error("--input is missing: give a samplesheet CSV (sample,image,matrix,patches), or use -profile test (the demo) or test_models")
             }
             ch_samples = channel.fromList(samplesheetToList(params.input, "${projectDir}/assets/schema_input.json"))
-            ch_data_versions = channel.empty()
         }
         def opts = [
             skip_finetune: params.skip_finetune,
@@ -51,12 +48,15 @@ workflow {
             suggest_top: params.suggest_top,
         ]
         CSREFINER(ch_samples, models, slideModel, ch_model_cache, opts)
-        ch_versions = ch_data_versions.mix(CSREFINER.out.versions)
     }
 
-    // one entry per process: every task of a process writes the same versions.yml text
-    ch_versions
-        .map { f -> f.text }
+    // software_versions.yml, one entry per process: every module sends [process, tool, version] (its `versions`
+    // output, an eval() of the tool's --version) to the `versions` topic, so no process can be left out of it.
+    // The workflows' `versions` emits carry the same tuples for a caller that embeds them.
+    channel.topic('versions')
         .unique()
+        .map { proc, tool, version -> [proc, "    ${tool}: ${version}"] }
+        .groupTuple()
+        .map { proc, tools -> "\"${proc}\":\n" + tools.sort().join('\n') + '\n' }
         .collectFile(name: 'software_versions.yml', storeDir: "${params.outdir}/pipeline_info", sort: true, newLine: false)
 }

@@ -3,8 +3,10 @@
 Used by the tests that check the modules against the Typer app and that run the test profile's flow without
 Nextflow: a module's script block is rendered the way Nextflow renders it (GString `${...}` interpolation,
 `\\$` escapes, indentation stripped) and run with `bash -ue`, Nextflow's default shell, in a task folder where
-inputs are staged as symlinks. Only the simple interpolations the modules use are supported (`${name}`,
-`${a.b}`); anything else fails loudly, which keeps the modules simple enough to be checked this way.
+inputs are staged as symlinks, with the `eval()` outputs' commands appended as Nextflow appends them (the
+versions tuple). The input/output declarations are parsed into channels (also for the meta.yml check). Only the
+simple interpolations the modules use are supported (`${name}`, `${a.b}`); anything else fails loudly, which
+keeps the modules simple enough to be checked this way.
 """
 
 from __future__ import annotations
@@ -25,10 +27,33 @@ _OPTION = re.compile(r"(?<![\w-])--[a-z][a-z0-9-]*")
 
 
 @dataclass
+class Element:
+    """One item of an input/output declaration: `val(meta)`, `path(images, stageAs: 'input/*')`, `path("${prefix}")`,
+    `val('csrefiner')`, `eval("csrefiner --version")`."""
+    kind: str  # val, path, eval, env, stdin, file
+    name: str  # the variable (inputs, val(meta)) or the quoted text, still a template (path("..."), eval("..."))
+    quoted: bool = False
+
+
+@dataclass
+class Channel:
+    """One line of an `input:` or `output:` block: its elements (one unless `tuple`) and options (emit, topic, ...)."""
+    elements: list[Element]
+    options: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
 class Output:
-    pattern: str  # the path(...) pattern, still a template
+    pattern: str  # the path(...) pattern, still a template ("" for an output without a path, e.g. versions)
     emit: str
     optional: bool = False
+    elements: list[Element] = field(default_factory=list)
+    topic: str = ""
+
+    @property
+    def evals(self) -> list[str]:
+        """The eval(...) commands of this output, still templates."""
+        return [e.name for e in self.elements if e.kind == "eval"]
 
 
 @dataclass
@@ -40,6 +65,7 @@ class Module:
     script: str  # the script template (between triple quotes), not yet rendered
     stub: str
     outputs: list[Output] = field(default_factory=list)
+    inputs: list[Channel] = field(default_factory=list)
 
 
 def _section(text: str, label: str) -> tuple[list[str], str]:
@@ -64,14 +90,91 @@ def _defs(lines: list[str]) -> dict[str, str]:
     return out
 
 
+def _split_top(text: str, sep: str = ",") -> list[str]:
+    """Split on `sep` outside parentheses, brackets and quotes; a `//` comment outside quotes ends the text."""
+    parts, depth, quote, cur, i = [], 0, "", "", 0
+    while i < len(text):
+        c = text[i]
+        if quote:
+            if c == "\\":
+                cur += text[i: i + 2]
+                i += 2
+                continue
+            if c == quote:
+                quote = ""
+        elif c in "'\"":
+            quote = c
+        elif text.startswith("//", i):
+            break
+        elif c in "([{":
+            depth += 1
+        elif c in ")]}":
+            depth -= 1
+        elif c == sep and depth == 0:
+            parts.append(cur.strip())
+            cur, i = "", i + 1
+            continue
+        cur += c
+        i += 1
+    if quote or depth:
+        raise ValueError(f"unbalanced declaration: {text!r}")
+    parts.append(cur.strip())
+    return [p for p in parts if p]
+
+
+_QUALIFIER = re.compile(r"^(val|path|file|env|eval|stdin)\s*(?:\((.*)\)|\s(.+))$", re.S)
+
+
+def _element(item: str) -> Element:
+    m = _QUALIFIER.match(item.strip())
+    if not m:
+        raise ValueError(f"unsupported declaration item: {item!r}")
+    kind, inner = m.group(1), (m.group(2) if m.group(2) is not None else m.group(3)).strip()
+    first = _split_top(inner)[0] if inner else ""
+    if first[:1] in "'\"" and first[-1:] == first[:1]:
+        return Element(kind, first[1:-1], True)
+    if not re.fullmatch(r"[A-Za-z_]\w*", first):
+        raise ValueError(f"unsupported declaration item: {item!r}")
+    return Element(kind, first)
+
+
+def _channel(line: str) -> Channel | None:
+    line = line.strip()
+    if not line or line.startswith("//"):
+        return None
+    tuple_ = re.match(r"^tuple\s+", line)
+    items = _split_top(line[tuple_.end():] if tuple_ else line)
+    if not items:
+        return None
+    elements, options = [], {}
+    for item in items:
+        opt = re.match(r"^(\w+)\s*:\s*(.+)$", item, re.S)
+        if opt and not _QUALIFIER.match(item):
+            options[opt.group(1)] = opt.group(2).strip()
+        else:
+            elements.append(_element(item))
+    if not tuple_ and len(elements) != 1:
+        raise ValueError(f"several items without `tuple`: {line!r}")
+    return Channel(elements, options)
+
+
+def _block(text: str, label: str) -> str:
+    m = re.search(rf"^\s*{label}:\s*$(.*?)^\s*(?:input|output|when|script|shell|stub|exec):\s*$", text, re.M | re.S)
+    return m.group(1) if m else ""
+
+
+def channels(text: str, label: str) -> list[Channel]:
+    """The channels declared in a process's `input:` or `output:` block, one per line, in order."""
+    return [c for c in map(_channel, _block(text, label).splitlines()) if c is not None]
+
+
 def _outputs(text: str) -> list[Output]:
-    block = re.search(r"^\s*output:\s*$(.*?)^\s*(?:when|script|stub|exec):", text, re.M | re.S).group(1)
     outs = []
-    for ln in block.splitlines():
-        m = re.search(r'path\(\s*"([^"]+)"\s*\)|path\s+"([^"]+)"', ln)
-        if m:
-            emit = re.search(r"emit:\s*(\w+)", ln)
-            outs.append(Output(m.group(1) or m.group(2), emit.group(1) if emit else "", "optional: true" in ln))
+    for ch in channels(text, "output"):
+        paths = [e.name for e in ch.elements if e.kind == "path" and e.quoted]
+        if paths or any(e.kind == "eval" for e in ch.elements):
+            outs.append(Output(paths[0] if paths else "", ch.options.get("emit", ""),
+                               ch.options.get("optional") == "true", ch.elements, ch.options.get("topic", "")))
     return outs
 
 
@@ -80,7 +183,8 @@ def load_module(path: Path) -> Module:
     process = re.search(r"^process\s+(\w+)\s*\{", text, re.M).group(1)
     def_lines, script = _section(text, "script")
     _, stub = _section(text, "stub")
-    return Module(path.parent.name, path, process, _defs(def_lines), script, stub, _outputs(text))
+    return Module(path.parent.name, path, process, _defs(def_lines), script, stub, _outputs(text),
+                  channels(text, "input"))
 
 
 def load_modules(root: Path = REPO) -> dict[str, Module]:
@@ -231,10 +335,60 @@ def render(template: str, ctx: dict) -> str:
     return textwrap.dedent(text.replace("\\$", "$")).strip() + "\n"
 
 
-def check_outputs(module: Module, ctx: dict, workdir: Path) -> dict[str, list[Path]]:
-    """Glob each declared output (as Nextflow would) in the task folder; a missing required one raises."""
+def inline_sourced(script: str, root: Path = REPO) -> str:
+    """The script with each `source NAME` / `. NAME` of a pipeline bin/ file replaced by that file's commands
+    (comment lines dropped): what the task's shell runs, for checks that read a script. Not for running: a
+    sourced file may refuse to run inlined."""
+    def expand(m):
+        f = root / "bin" / m.group(2)
+        if not f.is_file():
+            return m.group(0)
+        body = [ln for ln in f.read_text().splitlines() if ln.strip() and not ln.lstrip().startswith("#")]
+        return "\n".join(m.group(1) + ln for ln in body)
+
+    return re.sub(r"^([ \t]*)(?:source|\.)[ \t]+([\w.-]+)[ \t]*$", expand, script, flags=re.M)
+
+
+def _eval_snippet(commands: list[str]) -> str:
+    """What Nextflow appends to .command.sh for eval() outputs: each command run by `bash -c "..."` in the script's
+    shell after the script (its exports apply), `"` escaped and nothing else, without -e/-u; here its stdout,
+    stderr and exit status go to files instead of .command.env."""
+    lines = ["", "# eval() outputs", "set +u", "set +e"]
+    for i, cmd in enumerate(commands):
+        escaped = cmd.replace('"', '\\"')
+        lines += [f'bash -c "{escaped}" > .command.eval{i}.out 2> .command.eval{i}.err',
+                  f"echo $? > .command.eval{i}.exit"]
+    return "\n".join(lines) + "\n"
+
+
+def _read_evals(module: Module, commands: list[str], workdir: Path) -> dict[str, str]:
+    values = {}
+    for i, cmd in enumerate(commands):
+        status = (workdir / f".command.eval{i}.exit").read_text().strip()
+        if status != "0":
+            err = (workdir / f".command.eval{i}.err").read_text()
+            raise AssertionError(f"{module.process}: eval({cmd!r}) exited {status} in {workdir}: {err[-2000:]}")
+        values[cmd] = (workdir / f".command.eval{i}.out").read_text().strip("\n")  # read -d '' with IFS=\n
+    return values
+
+
+def check_outputs(module: Module, ctx: dict, workdir: Path, evals: dict[str, str] | None = None) -> dict[str, list]:
+    """Glob each declared output (as Nextflow would) in the task folder; a missing required one raises.
+    An output without a path (the versions tuple) gives one tuple of its vals and eval() results (`evals`:
+    rendered command -> stdout, as run_task collects them)."""
     found = {}
     for out in module.outputs:
+        if not out.pattern:
+            values = []
+            for e in out.elements:
+                if e.kind == "eval":
+                    values.append((evals or {})[render(e.name, ctx).strip()])
+                elif e.kind == "val":
+                    values.append(render(e.name, ctx).strip() if e.quoted else _lookup(ctx, e.name))
+                else:
+                    raise ValueError(f"{module.process}: output {out.emit}: {e.kind}() next to eval() is not supported")
+            found[out.emit] = [tuple(values)]
+            continue
         pattern = render(out.pattern, ctx).strip()
         hits = sorted(Path(p) for p in glob.glob(str(workdir / pattern), recursive=True))
         if not hits and not out.optional:
@@ -255,16 +409,20 @@ def stage(workdir: Path, files, into: str | None = None) -> None:
 
 
 def run_task(module: Module, ctx: dict, workdir: Path, env: dict | None = None, stub: bool = False):
-    """Render the module's script (or stub) with ctx, run it with bash -ue in workdir, check declared outputs."""
+    """Render the module's script (or stub) with ctx, run it with bash -ue in workdir (with the eval() outputs'
+    commands appended, as Nextflow does), check declared outputs."""
     workdir.mkdir(parents=True, exist_ok=True)
     script = render(module.stub if stub else module.script, ctx)
+    commands = [render(cmd, ctx).strip() for out in module.outputs for cmd in out.evals]
+    if commands:
+        script += _eval_snippet(commands)
     (workdir / ".command.sh").write_text("#!/bin/bash -ue\n" + script)
     proc = subprocess.run(["bash", "-ue", ".command.sh"], cwd=workdir, capture_output=True, text=True,
                           env={**os.environ, **(env or {})})
     (workdir / ".command.log").write_text(proc.stdout + proc.stderr)
     if proc.returncode != 0:
         raise AssertionError(f"{module.process} failed ({proc.returncode}) in {workdir}:\n{script}\n{proc.stderr[-3000:]}")
-    return check_outputs(module, ctx, workdir)
+    return check_outputs(module, ctx, workdir, _read_evals(module, commands, workdir))
 
 
 _EXT_DEFAULT = re.compile(r"""^task\.ext\.(\w+)\s*\?:\s*(?:"([^"]*)"|'([^']*)')$""")

@@ -1,5 +1,6 @@
-"""Module contracts that hold without Nextflow: stub blocks make every declared output, versions.yml is valid,
-scripts set the writable caches, outputs carry no timestamps, and the configs, schemas and params agree."""
+"""Module contracts that hold without Nextflow: stub blocks make every declared output and a valid versions tuple
+on the `versions` topic, scripts set the writable caches (bin/task_home.sh, sourced: the one place they are
+written), outputs carry no timestamps, and the configs, schemas and params agree."""
 
 from __future__ import annotations
 
@@ -9,8 +10,9 @@ import re
 import sys
 
 import pytest
+import yaml
 
-from nf_modules import REPO, load_modules, pipeline_params, render, run_task, task_context
+from nf_modules import REPO, inline_sourced, load_modules, pipeline_params, render, run_task, task_context
 
 MODULES = load_modules()
 ENV = {
@@ -46,17 +48,27 @@ def test_stub_inputs_cover_every_module():
     assert set(STUB_INPUTS) == set(MODULES)
 
 
+def software_versions_entry(process: str, tool: str, version: str) -> str:
+    """main.nf's software_versions.yml entry for one [process, tool, version] of the `versions` topic."""
+    return f'"{process}":\n    {tool}: {version}\n'
+
+
 @pytest.mark.parametrize("step", sorted(MODULES))
 def test_stub_makes_declared_outputs(step, tmp_path):
-    """`-stub` runs (nf-test, dry runs) must produce what the output block declares, plus a versions.yml."""
+    """`-stub` runs (nf-test, dry runs) must produce what the output block declares, plus the versions tuple
+    (eval() outputs run after the stub too) on the `versions` topic."""
     meta, inputs, defs = STUB_INPUTS[step]
     module = MODULES[step]
     ctx = task_context(module, meta, inputs, defs=defs)
     found = run_task(module, ctx, tmp_path, env=ENV, stub=True)
-    versions = (tmp_path / "versions.yml").read_text()
     tool = "python" if step == "test_gem" else "csrefiner"
+    assert [o.topic for o in module.outputs if o.emit == "versions"] == ["versions"]
+    assert len(found["versions"]) == 1 and len(found["versions"][0]) == 3, found["versions"]
+    process, name, version = found["versions"][0]
+    versions = software_versions_entry(process, name, version)
     assert re.fullmatch(rf'"{module.process}":\n    {tool}: \d+\.\d+\S*\n', versions), versions
-    assert found["versions"] == [tmp_path / "versions.yml"]
+    assert yaml.safe_load(versions) == {module.process: {tool: version}}
+    assert not (tmp_path / "versions.yml").exists()
 
 
 @pytest.mark.parametrize("step", sorted(set(MODULES) - {"test_gem"}))
@@ -65,10 +77,23 @@ def test_script_sets_writable_caches(step):
     as an arbitrary user with a read-only image)."""
     meta, inputs, defs = STUB_INPUTS[step]
     module = MODULES[step]
-    script = render(module.script, task_context(module, meta, inputs, defs=defs))
+    script = inline_sourced(render(module.script, task_context(module, meta, inputs, defs=defs)))
     for var in ("HOME", "MPLCONFIGDIR", "CELLPOSE_LOCAL_MODELS_PATH", "KERAS_HOME"):
         assert re.search(rf'\b{var}="\$PWD/', script), f"{step}: {var} not set to a task-local folder"
     assert script.index("KERAS_HOME") < script.index("csrefiner ")
+
+
+def test_caches_are_set_in_one_place():
+    """bin/task_home.sh is the one place HOME and the caches are written: modules source it, none repeats it."""
+    helper = (REPO / "bin" / "task_home.sh").read_text()
+    for var in ("HOME", "MPLCONFIGDIR", "NUMBA_CACHE_DIR", "CELLPOSE_LOCAL_MODELS_PATH", "KERAS_HOME"):
+        assert re.search(rf'\b{var}="\$PWD/\.home\b', helper), var
+    for step, module in MODULES.items():
+        for section in (module.script, module.stub):
+            assert not re.search(r"\b(HOME|MPLCONFIGDIR|NUMBA_CACHE_DIR|CELLPOSE_LOCAL_MODELS_PATH|KERAS_HOME)=",
+                                 section), f"{step}: sets a cache variable itself; source task_home.sh instead"
+        if step != "test_gem":
+            assert re.search(r"^\s*source task_home\.sh$", module.script, re.M), step
 
 
 def test_outputs_have_no_timestamps():

@@ -10,31 +10,19 @@ process CGEF {
     output:
     tuple val(meta), path("${prefix}.cellbin.gef"), emit: gef
     tuple val(meta), path("${prefix}.h5ad"), emit: h5ad
-    path "versions.yml", emit: versions
+    tuple val("${task.process}"), val('csrefiner'), eval("csrefiner --version | sed 's/^csrefiner //'"), emit: versions, topic: versions
 
     script:
     def args = task.ext.args ?: ''
     prefix = task.ext.prefix ?: "${meta.id}"
     """
-    export HOME="\$PWD/.home" MPLCONFIGDIR="\$PWD/.home/matplotlib" NUMBA_CACHE_DIR="\$PWD/.home/numba"
-    export CELLPOSE_LOCAL_MODELS_PATH="\$PWD/.home/cellpose" KERAS_HOME="\$PWD/.home/keras"
-    mkdir -p "\$MPLCONFIGDIR" "\$NUMBA_CACHE_DIR" "\$CELLPOSE_LOCAL_MODELS_PATH" "\$KERAS_HOME"
+    source task_home.sh
     csrefiner cgef --matrix ${matrix} --mask ${mask} --out ${prefix}.cellbin.gef --h5ad ${prefix}.h5ad ${args}
-
-    cat <<-END_VERSIONS > versions.yml
-    "${task.process}":
-        csrefiner: \$(csrefiner --version | sed 's/^csrefiner //')
-    END_VERSIONS
     """
 
     stub:
     prefix = task.ext.prefix ?: "${meta.id}"
     """
     touch ${prefix}.cellbin.gef ${prefix}.h5ad
-
-    cat <<-END_VERSIONS > versions.yml
-    "${task.process}":
-        csrefiner: \$(csrefiner --version | sed 's/^csrefiner //')
-    END_VERSIONS
     """
 }

@@ -9,32 +9,20 @@ process CONSENSUS {
 
     output:
     tuple val(meta), path("${prefix}"), emit: dir
-    path "versions.yml", emit: versions
+    tuple val("${task.process}"), val('csrefiner'), eval("csrefiner --version | sed 's/^csrefiner //'"), emit: versions, topic: versions
 
     script:
     def args = task.ext.args ?: ''
     prefix = task.ext.prefix ?: "${meta.id}.consensus"
     def pred_args = [preds].flatten().collect { p -> "--pred ${p}" }.join(' ')
     """
-    export HOME="\$PWD/.home" MPLCONFIGDIR="\$PWD/.home/matplotlib" NUMBA_CACHE_DIR="\$PWD/.home/numba"
-    export CELLPOSE_LOCAL_MODELS_PATH="\$PWD/.home/cellpose" KERAS_HOME="\$PWD/.home/keras"
-    mkdir -p "\$MPLCONFIGDIR" "\$NUMBA_CACHE_DIR" "\$CELLPOSE_LOCAL_MODELS_PATH" "\$KERAS_HOME"
+    source task_home.sh
     csrefiner consensus ${pred_args} --out ${prefix} ${args}
-
-    cat <<-END_VERSIONS > versions.yml
-    "${task.process}":
-        csrefiner: \$(csrefiner --version | sed 's/^csrefiner //')
-    END_VERSIONS
     """
 
     stub:
     prefix = task.ext.prefix ?: "${meta.id}.consensus"
     """
     mkdir -p ${prefix}
-
-    cat <<-END_VERSIONS > versions.yml
-    "${task.process}":
-        csrefiner: \$(csrefiner --version | sed 's/^csrefiner //')
-    END_VERSIONS
     """
 }

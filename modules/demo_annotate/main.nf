@@ -11,21 +11,14 @@ process DEMO_ANNOTATE {
     output:
     tuple val(meta), path("${prefix}"), emit: dir
     tuple val(meta), path("${prefix}/*.tif"), emit: patches
-    path "versions.yml", emit: versions
+    tuple val("${task.process}"), val('csrefiner'), eval("csrefiner --version | sed 's/^csrefiner //'"), emit: versions, topic: versions
 
     script:
     def args = task.ext.args ?: ''
     prefix = task.ext.prefix ?: "annotated"
     """
-    export HOME="\$PWD/.home" MPLCONFIGDIR="\$PWD/.home/matplotlib" NUMBA_CACHE_DIR="\$PWD/.home/numba"
-    export CELLPOSE_LOCAL_MODELS_PATH="\$PWD/.home/cellpose" KERAS_HOME="\$PWD/.home/keras"
-    mkdir -p "\$MPLCONFIGDIR" "\$NUMBA_CACHE_DIR" "\$CELLPOSE_LOCAL_MODELS_PATH" "\$KERAS_HOME"
+    source task_home.sh
     csrefiner demo annotate --suggested ${suggested} --data ${data} --out ${prefix} ${args}
-
-    cat <<-END_VERSIONS > versions.yml
-    "${task.process}":
-        csrefiner: \$(csrefiner --version | sed 's/^csrefiner //')
-    END_VERSIONS
     """
 
     stub:
@@ -33,10 +26,5 @@ process DEMO_ANNOTATE {
     """
     mkdir -p ${prefix}
     touch ${prefix}/demo-x0_y0_w64_h64-img.tif ${prefix}/demo-x0_y0_w64_h64-mask.tif
-
-    cat <<-END_VERSIONS > versions.yml
-    "${task.process}":
-        csrefiner: \$(csrefiner --version | sed 's/^csrefiner //')
-    END_VERSIONS
     """
 }

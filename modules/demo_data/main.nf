@@ -20,20 +20,13 @@ process DEMO_DATA {
     tuple val(meta), path("data/heldout_hard/*-mask.tif"), emit: heldout_masks
     tuple val(meta), path("data/real/*-img.tif"), optional: true, emit: real_images
     tuple val(meta), path("data/real/*-mask.tif"), optional: true, emit: real_masks
-    path "versions.yml", emit: versions
+    tuple val("${task.process}"), val('csrefiner'), eval("csrefiner --version | sed 's/^csrefiner //'"), emit: versions, topic: versions
 
     script:
     def args = task.ext.args ?: ''
     """
-    export HOME="\$PWD/.home" MPLCONFIGDIR="\$PWD/.home/matplotlib" NUMBA_CACHE_DIR="\$PWD/.home/numba"
-    export CELLPOSE_LOCAL_MODELS_PATH="\$PWD/.home/cellpose" KERAS_HOME="\$PWD/.home/keras"
-    mkdir -p "\$MPLCONFIGDIR" "\$NUMBA_CACHE_DIR" "\$CELLPOSE_LOCAL_MODELS_PATH" "\$KERAS_HOME"
+    source task_home.sh
     csrefiner demo data --out data ${args}
-
-    cat <<-END_VERSIONS > versions.yml
-    "${task.process}":
-        csrefiner: \$(csrefiner --version | sed 's/^csrefiner //')
-    END_VERSIONS
     """
 
     stub:
@@ -44,10 +37,5 @@ process DEMO_DATA {
     touch data/easy_train/demo-x0_y0_w64_h64-img.tif data/easy_train/demo-x0_y0_w64_h64-mask.tif
     touch data/easy_val/demo-x0_y64_w64_h64-img.tif data/easy_val/demo-x0_y64_w64_h64-mask.tif
     touch data/heldout_hard/demo-x64_y64_w64_h64-img.tif data/heldout_hard/demo-x64_y64_w64_h64-mask.tif
-
-    cat <<-END_VERSIONS > versions.yml
-    "${task.process}":
-        csrefiner: \$(csrefiner --version | sed 's/^csrefiner //')
-    END_VERSIONS
     """
 }

@@ -12,20 +12,13 @@ process DEMO_REPORT {
     tuple val(meta), path("report.html"), emit: html
     tuple val(meta), path("summary.json"), emit: summary
     tuple val(meta), path("figures"), emit: figures
-    path "versions.yml", emit: versions
+    tuple val("${task.process}"), val('csrefiner'), eval("csrefiner --version | sed 's/^csrefiner //'"), emit: versions, topic: versions
 
     script:
     def args = task.ext.args ?: ''
     """
-    export HOME="\$PWD/.home" MPLCONFIGDIR="\$PWD/.home/matplotlib" NUMBA_CACHE_DIR="\$PWD/.home/numba"
-    export CELLPOSE_LOCAL_MODELS_PATH="\$PWD/.home/cellpose" KERAS_HOME="\$PWD/.home/keras"
-    mkdir -p "\$MPLCONFIGDIR" "\$NUMBA_CACHE_DIR" "\$CELLPOSE_LOCAL_MODELS_PATH" "\$KERAS_HOME"
+    source task_home.sh
     csrefiner demo report --run . ${args}
-
-    cat <<-END_VERSIONS > versions.yml
-    "${task.process}":
-        csrefiner: \$(csrefiner --version | sed 's/^csrefiner //')
-    END_VERSIONS
     """
 
     stub:
@@ -33,10 +26,5 @@ process DEMO_REPORT {
     mkdir -p figures
     echo '<!DOCTYPE html><html></html>' > report.html
     echo '{}' > summary.json
-
-    cat <<-END_VERSIONS > versions.yml
-    "${task.process}":
-        csrefiner: \$(csrefiner --version | sed 's/^csrefiner //')
-    END_VERSIONS
     """
 }

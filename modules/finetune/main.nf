@@ -9,7 +9,7 @@ process FINETUNE {
 
     output:
     tuple val(meta), path("${prefix}"), emit: model
-    path "versions.yml", emit: versions
+    tuple val("${task.process}"), val('csrefiner'), eval("csrefiner --version | sed 's/^csrefiner //'"), emit: versions, topic: versions
 
     script:
     def args = task.ext.args ?: ''
@@ -19,16 +19,9 @@ process FINETUNE {
     def device = task.accelerator ? 'cuda' : 'cpu'
     def val_arg = val ? '--val val' : ''  // none staged: finetune holds out --val-fraction of train (seeded)
     """
-    export HOME="\$PWD/.home" MPLCONFIGDIR="\$PWD/.home/matplotlib" NUMBA_CACHE_DIR="\$PWD/.home/numba"
-    export CELLPOSE_LOCAL_MODELS_PATH="\$PWD/.home/cellpose" KERAS_HOME="\$PWD/.home/keras"
-    mkdir -p "\$MPLCONFIGDIR" "\$NUMBA_CACHE_DIR" "\$CELLPOSE_LOCAL_MODELS_PATH" "\$KERAS_HOME"
+    source task_home.sh
     if [ -n "${cache_dir}" ]; then cp -rs "\$(readlink -f ${cache_dir})/." "\$HOME/"; fi
     csrefiner finetune --model ${meta.backend} --train train ${val_arg} --pretrained ${pretrained} --out ${prefix} --device ${device} ${args}
-
-    cat <<-END_VERSIONS > versions.yml
-    "${task.process}":
-        csrefiner: \$(csrefiner --version | sed 's/^csrefiner //')
-    END_VERSIONS
     """
 
     stub:
@@ -36,10 +29,5 @@ process FINETUNE {
     """
     mkdir -p ${prefix}
     echo '{}' > ${prefix}/model.json
-
-    cat <<-END_VERSIONS > versions.yml
-    "${task.process}":
-        csrefiner: \$(csrefiner --version | sed 's/^csrefiner //')
-    END_VERSIONS
     """
 }

@@ -10,7 +10,7 @@ process SEGMENT {
     output:
     tuple val(meta), path("${prefix}"), emit: dir
     tuple val(meta), path("${prefix}/*.tif"), emit: masks
-    path "versions.yml", emit: versions
+    tuple val("${task.process}"), val('csrefiner'), eval("csrefiner --version | sed 's/^csrefiner //'"), emit: versions, topic: versions
 
     script:
     def args = task.ext.args ?: ''
@@ -19,16 +19,9 @@ process SEGMENT {
     def cache_dir = model_cache ? model_cache.toString() : ''
     def device = task.accelerator ? 'cuda' : 'cpu'
     """
-    export HOME="\$PWD/.home" MPLCONFIGDIR="\$PWD/.home/matplotlib" NUMBA_CACHE_DIR="\$PWD/.home/numba"
-    export CELLPOSE_LOCAL_MODELS_PATH="\$PWD/.home/cellpose" KERAS_HOME="\$PWD/.home/keras"
-    mkdir -p "\$MPLCONFIGDIR" "\$NUMBA_CACHE_DIR" "\$CELLPOSE_LOCAL_MODELS_PATH" "\$KERAS_HOME"
+    source task_home.sh
     if [ -n "${cache_dir}" ]; then cp -rs "\$(readlink -f ${cache_dir})/." "\$HOME/"; fi
     csrefiner segment ${model_arg} --input input --out ${prefix} --device ${device} ${args}
-
-    cat <<-END_VERSIONS > versions.yml
-    "${task.process}":
-        csrefiner: \$(csrefiner --version | sed 's/^csrefiner //')
-    END_VERSIONS
     """
 
     stub:
@@ -36,10 +29,5 @@ process SEGMENT {
     """
     mkdir -p ${prefix}
     touch ${prefix}/${meta.id}-mask.tif
-
-    cat <<-END_VERSIONS > versions.yml
-    "${task.process}":
-        csrefiner: \$(csrefiner --version | sed 's/^csrefiner //')
-    END_VERSIONS
     """
 }

@@ -9,27 +9,17 @@ process TEST_GEM {
 
     output:
     tuple val(meta), path("${prefix}.gem.gz"), emit: gem
-    path "versions.yml", emit: versions
+    tuple val("${task.process}"), val('python'), eval("python3 --version | sed 's/^Python //'"), emit: versions, topic: versions
 
     script:
     prefix = task.ext.prefix ?: "${meta.id}"
     """
     make_test_gem.py --width ${meta.size} --height ${meta.size} --out ${prefix}.gem.gz
-
-    cat <<-END_VERSIONS > versions.yml
-    "${task.process}":
-        python: \$(python3 --version | sed 's/^Python //')
-    END_VERSIONS
     """
 
     stub:
     prefix = task.ext.prefix ?: "${meta.id}"
     """
     echo | gzip > ${prefix}.gem.gz
-
-    cat <<-END_VERSIONS > versions.yml
-    "${task.process}":
-        python: \$(python3 --version | sed 's/^Python //')
-    END_VERSIONS
     """
 }

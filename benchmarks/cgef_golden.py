@@ -110,6 +110,7 @@ def make_cases(work: Path) -> dict:
 def dataset_hashes(path: Path) -> dict:
     out = {}
     with h5py.File(path, "r") as f:
+
         def visit(name, obj):
             h = hashlib.sha256()
             if isinstance(obj, h5py.Dataset):
@@ -119,6 +120,7 @@ def dataset_hashes(path: Path) -> dict:
             for k in sorted(obj.attrs):
                 h.update(k.encode() + repr(np.asarray(obj.attrs[k]).tolist()).encode())
             out[name] = h.hexdigest()[:16]
+
         visit("/", f)
         f.visititems(visit)
     return out
@@ -136,8 +138,11 @@ def run_cases(work: Path, cases: dict) -> dict:
         except Exception as exc:  # a crash of the reference code is recorded, not compared
             result[name] = {"error": f"{type(exc).__name__}: {exc}"}
             continue
-        result[name] = {"gef_sha256": hashlib.sha256(out.read_bytes()).hexdigest(), "gef": dataset_hashes(out),
-                        "h5ad": dataset_hashes(h5ad)}
+        result[name] = {
+            "gef_sha256": hashlib.sha256(out.read_bytes()).hexdigest(),
+            "gef": dataset_hashes(out),
+            "h5ad": dataset_hashes(h5ad),
+        }
     return result
 
 

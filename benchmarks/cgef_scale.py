@@ -77,7 +77,7 @@ class DiscChip:
                 if (y0 or x0) and (y0 + TILE <= self.i0 * self.spacing or y0 >= self.i1 * self.spacing):
                     yield None  # an empty tile, stored with no bytes (tifffile needs the first one real)
                 elif self.spacing < 64:
-                    yy, xx = np.mgrid[y0:y0 + TILE, x0:x0 + TILE]
+                    yy, xx = np.mgrid[y0 : y0 + TILE, x0 : x0 + TILE]
                     yield self.labels_at(yy.astype(np.int64), xx.astype(np.int64))
                 else:  # sparse cells: paint the few discs that reach this tile
                     yield self._painted(y0, x0)
@@ -92,19 +92,36 @@ class DiscChip:
                 xs = np.arange(max(cx - r, x0), min(cx + r + 1, x0 + TILE))
                 if ys.size and xs.size:
                     lab = self.labels_at(ys[:, None].repeat(xs.size, 1), xs[None, :].repeat(ys.size, 0))
-                    part = tile[ys[0] - y0: ys[-1] - y0 + 1, xs[0] - x0: xs[-1] - x0 + 1]
+                    part = tile[ys[0] - y0 : ys[-1] - y0 + 1, xs[0] - x0 : xs[-1] - x0 + 1]
                     np.maximum(part, lab, out=part)
         return tile
 
     def write_mask(self, path: Path) -> None:
         import tifffile
 
-        tifffile.imwrite(path, self.tiles(), shape=(self.height, self.width), dtype=np.uint32, tile=(TILE, TILE),
-                         compression="zlib", compressionargs={"level": 1}, photometric="minisblack", metadata=None,
-                         bigtiff=True)
+        tifffile.imwrite(
+            path,
+            self.tiles(),
+            shape=(self.height, self.width),
+            dtype=np.uint32,
+            tile=(TILE, TILE),
+            compression="zlib",
+            compressionargs={"level": 1},
+            photometric="minisblack",
+            metadata=None,
+            bigtiff=True,
+        )
 
-    def write_gem(self, path: Path, n_records: int, exon: bool = False, ox: int = 0, oy: int = 0,
-                  seed: int = 1, near_cells: float = 0.0) -> dict:
+    def write_gem(
+        self,
+        path: Path,
+        n_records: int,
+        exon: bool = False,
+        ox: int = 0,
+        oy: int = 0,
+        seed: int = 1,
+        near_cells: float = 0.0,
+    ) -> dict:
         """GEM (gz) of n_records records in random order, uniform over the chip except a `near_cells` fraction
         aimed at random cells; returns the oracle: counts per cell."""
         import pandas as pd
@@ -150,8 +167,9 @@ def measure(cmd: list, log: Path) -> tuple[int, float, float, float]:
     stats = log.with_suffix(".rusage")
     env = {**os.environ, "PYTHONPATH": str(REPO), "CSREFINER_QUIET": "1"}
     with open(log, "w") as out:
-        rc = subprocess.call([sys.executable, "-c", LAUNCHER, stats, *map(str, cmd)], stdout=out,
-                             stderr=subprocess.STDOUT, env=env)
+        rc = subprocess.call(
+            [sys.executable, "-c", LAUNCHER, stats, *map(str, cmd)], stdout=out, stderr=subprocess.STDOUT, env=env
+        )
     wall, rss_kb, cpu = stats.read_text().split()
     return rc, float(wall), float(rss_kb) / 1024, float(cpu)
 
@@ -165,8 +183,12 @@ def check_exact(gef: Path, chip: DiscChip, truth: dict) -> dict:
         nnz = int(f["cellBin/cellExp"].shape[0])
     ours = np.zeros(chip.n_cells, np.int64)
     ours[label - FIRST_LABEL] = exp
-    return {"cells": int(label.size), "nnz": nnz, "counts_in_cells": int(exp.sum()),
-            "exact": bool(label.size == chip.n_present and np.array_equal(ours, truth["per_cell"]))}
+    return {
+        "cells": int(label.size),
+        "nnz": nnz,
+        "counts_in_cells": int(exp.sum()),
+        "exact": bool(label.size == chip.n_present and np.array_equal(ours, truth["per_cell"])),
+    }
 
 
 def run_cgef_case(side_y: int, side_x: int, records_per_px: float, workdir: str | os.PathLike) -> dict:
@@ -184,14 +206,37 @@ def run_cgef_case(side_y: int, side_x: int, records_per_px: float, workdir: str 
     truth = dict(np.load(truth_file))
     generate_s = time.perf_counter() - t
     out = work / "chip.cellbin.gef"
-    rc, wall, rss, cpu = measure([sys.executable, "-m", "csrefiner", "cgef", "--matrix", work / "chip.gem.gz",
-                                  "--mask", work / "mask.tif", "--out", out, "--force"], work / "cgef.log")
-    result = {"side_y": side_y, "side_x": side_x, "records_per_px": records_per_px, "records": n_records,
-              "mask_gb_uint32": side_y * side_x * 4 / 1e9, "generate_s": round(generate_s, 1), "exit": rc,
-              "wall_s": round(wall, 1), "cpu_s": round(cpu, 1), "peak_rss_mb": round(rss),
-              "records_per_s_wall": round(n_records / wall),
-              "mask_mb_on_disk": round((work / "mask.tif").stat().st_size / 1e6),
-              "gem_mb": round((work / "chip.gem.gz").stat().st_size / 1e6)}
+    rc, wall, rss, cpu = measure(
+        [
+            sys.executable,
+            "-m",
+            "csrefiner",
+            "cgef",
+            "--matrix",
+            work / "chip.gem.gz",
+            "--mask",
+            work / "mask.tif",
+            "--out",
+            out,
+            "--force",
+        ],
+        work / "cgef.log",
+    )
+    result = {
+        "side_y": side_y,
+        "side_x": side_x,
+        "records_per_px": records_per_px,
+        "records": n_records,
+        "mask_gb_uint32": side_y * side_x * 4 / 1e9,
+        "generate_s": round(generate_s, 1),
+        "exit": rc,
+        "wall_s": round(wall, 1),
+        "cpu_s": round(cpu, 1),
+        "peak_rss_mb": round(rss),
+        "records_per_s_wall": round(n_records / wall),
+        "mask_mb_on_disk": round((work / "mask.tif").stat().st_size / 1e6),
+        "gem_mb": round((work / "chip.gem.gz").stat().st_size / 1e6),
+    }
     if rc == 0:
         result.update(check_exact(out, chip, truth))
     return result

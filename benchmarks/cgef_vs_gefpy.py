@@ -16,7 +16,6 @@ import gzip
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import h5py
@@ -31,12 +30,17 @@ from csrefiner.synth import HARD, mix, nuclei_labels
 REPO = Path(__file__).resolve().parents[1]
 SIZE, GENES = 2000, 20_000
 
-GEFPY_BGEF = "from gefpy.bgef_writer_cy import generate_bgef; import sys; " \
-             "generate_bgef(sys.argv[1], sys.argv[2], n_thread=2, bin_sizes=[1])"
-GEFPY_BGEF_DEFAULT = "from gefpy.bgef_writer_cy import generate_bgef; import sys; " \
-                     "generate_bgef(sys.argv[1], sys.argv[2], n_thread=2)"
-GEFPY_CGEF = "from gefpy.cgef_writer_cy import generate_cgef; import sys; " \
-             "generate_cgef(sys.argv[1], sys.argv[2], sys.argv[3], [256, 256])"
+GEFPY_BGEF = (
+    "from gefpy.bgef_writer_cy import generate_bgef; import sys; "
+    "generate_bgef(sys.argv[1], sys.argv[2], n_thread=2, bin_sizes=[1])"
+)
+GEFPY_BGEF_DEFAULT = (
+    "from gefpy.bgef_writer_cy import generate_bgef; import sys; generate_bgef(sys.argv[1], sys.argv[2], n_thread=2)"
+)
+GEFPY_CGEF = (
+    "from gefpy.cgef_writer_cy import generate_cgef; import sys; "
+    "generate_cgef(sys.argv[1], sys.argv[2], sys.argv[3], [256, 256])"
+)
 
 
 def make_chip(work: Path, n_records: int) -> None:
@@ -52,8 +56,14 @@ def make_chip(work: Path, n_records: int) -> None:
     key = np.unique(gene.astype(np.int64) * SIZE * SIZE + pos)
     gene, pos = key // (SIZE * SIZE), key % (SIZE * SIZE)
     count = np.minimum(rng.geometric(0.6, key.size), 60)
-    frame = pd.DataFrame({"geneID": pd.Categorical.from_codes(gene, [f"GENE{i:05d}" for i in range(GENES)]),
-                          "x": pos % SIZE, "y": pos // SIZE, "MIDCount": count})
+    frame = pd.DataFrame(
+        {
+            "geneID": pd.Categorical.from_codes(gene, [f"GENE{i:05d}" for i in range(GENES)]),
+            "x": pos % SIZE,
+            "y": pos // SIZE,
+            "MIDCount": count,
+        }
+    )
     with gzip.open(work / "chip.gem.gz", "wt", compresslevel=3) as fh:
         fh.write("#FileFormat=GEMv0.1\n#OffsetX=0\n#OffsetY=0\n")
         frame.to_csv(fh, sep="\t", index=False)
@@ -73,8 +83,12 @@ def run(cmd: list, log: Path, may_fail: bool = False) -> tuple[float, float, flo
     """(wall seconds, peak RSS in MB, CPU seconds) of a child process."""
     stats = log.with_suffix(".rusage")
     with open(log, "w") as out:
-        rc = subprocess.call([sys.executable, "-c", LAUNCHER, stats, *map(str, cmd)], stdout=out,
-                             stderr=subprocess.STDOUT, env={**os.environ, "PYTHONPATH": str(REPO), "CSREFINER_QUIET": "1"})
+        rc = subprocess.call(
+            [sys.executable, "-c", LAUNCHER, stats, *map(str, cmd)],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "PYTHONPATH": str(REPO), "CSREFINER_QUIET": "1"},
+        )
     if rc != 0 and not may_fail:
         sys.exit(f"{cmd[:4]} failed, see {log}")
     if not stats.exists():
@@ -138,8 +152,10 @@ def gefpy_pitfalls(python: str, work: Path) -> None:
     rng = np.random.default_rng(0)
     x, y = rng.integers(0, 80, 3000), rng.integers(0, 60, 3000)
     x[:2], y[:2] = (0, 79), (0, 59)  # the data spans the whole mask
-    for name, ox, header, cols in (("offsets", 1000, "#FileFormat=GEMv0.2\n#OffsetX=1000\n#OffsetY=500\n", True),
-                                   ("v02-no-header", 0, "", True)):
+    for name, ox, header, _cols in (
+        ("offsets", 1000, "#FileFormat=GEMv0.2\n#OffsetX=1000\n#OffsetY=500\n", True),
+        ("v02-no-header", 0, "", True),
+    ):
         oy = 500 if ox else 0
         with open(tiny / f"{name}.gem", "w") as fh:
             fh.write(header + "geneID\tgeneName\tx\ty\tMIDCount\n")
@@ -147,13 +163,18 @@ def gefpy_pitfalls(python: str, work: Path) -> None:
                 fh.write(f"G{i % 7}\tName{i % 7}\t{x[i] + ox}\t{y[i] + oy}\t1\n")
         out = tiny / f"{name}.cgef"
         out.unlink(missing_ok=True)
-        proc = subprocess.run([python, "-c", GEFPY_BOTH, tiny / f"{name}.gem", tiny / f"{name}.bgef", out,
-                               tiny / "binary.tif"], capture_output=True, text=True)
+        proc = subprocess.run(
+            [python, "-c", GEFPY_BOTH, tiny / f"{name}.gem", tiny / f"{name}.bgef", out, tiny / "binary.tif"],
+            capture_output=True,
+            text=True,
+        )
         with h5py.File(tiny / f"{name}.bgef", "r") as f:
             table = f["geneExp/bin1/gene"][()]
             genes = [g.decode() for g in table[table.dtype.names[0]][:3]]  # v2 files call the field "gene"
-        print(f"gefpy, GEM {name}: exit {proc.returncode}, {cells_of(out)[0]} cells written "
-              f"(mask has {len(np.unique(labels)) - 1} objects), first gene ids read {genes}")
+        print(
+            f"gefpy, GEM {name}: exit {proc.returncode}, {cells_of(out)[0]} cells written "
+            f"(mask has {len(np.unique(labels)) - 1} objects), first gene ids read {genes}"
+        )
 
 
 def main() -> None:
@@ -168,13 +189,29 @@ def main() -> None:
     labels = read_labels(work / "mask.tif")
     truth, n_records = oracle(work, labels)
     n_labels = int(np.unique(labels).size - 1)
-    print(f"chip: {SIZE} x {SIZE} px, {n_labels:,} cells (labels), {GENES:,} genes, {n_records:,} records, "
-          f"{sum(truth.values()):,} counts under cells")
+    print(
+        f"chip: {SIZE} x {SIZE} px, {n_labels:,} cells (labels), {GENES:,} genes, {n_records:,} records, "
+        f"{sum(truth.values()):,} counts under cells"
+    )
 
     rows = []
-    wall, rss, cpu = best_of(args.repeat, [sys.executable, "-m", "csrefiner", "cgef", "--matrix", work / "chip.gem.gz",
-                                      "--mask", work / "mask.tif", "--out", work / "ours.gef", "--force"],
-                        work / "ours.log")
+    wall, rss, cpu = best_of(
+        args.repeat,
+        [
+            sys.executable,
+            "-m",
+            "csrefiner",
+            "cgef",
+            "--matrix",
+            work / "chip.gem.gz",
+            "--mask",
+            work / "mask.tif",
+            "--out",
+            work / "ours.gef",
+            "--force",
+        ],
+        work / "ours.log",
+    )
     with h5py.File(work / "ours.gef", "r") as f:
         ours = dict(zip(f["cellBin/label"][()].tolist(), f["cellBin/cell"]["expCount"].astype(np.int64).tolist()))
     exact = all(ours.get(k, 0) == v for k, v in truth.items()) and len(ours) == n_labels
@@ -186,33 +223,46 @@ def main() -> None:
     else:
         tifffile.imwrite(work / "binary.tif", (labels > 0).astype(np.uint8))
         tifffile.imwrite(work / "eroded.tif", csrefiner_binary(labels))
-        t_b, rss_b, cpu_b = best_of(args.repeat, [python, "-c", GEFPY_BGEF, work / "chip.gem.gz", work / "chip.bgef"],
-                             work / "bgef.log", before=lambda: (work / "chip.bgef").unlink(missing_ok=True))
+        t_b, rss_b, cpu_b = best_of(
+            args.repeat,
+            [python, "-c", GEFPY_BGEF, work / "chip.gem.gz", work / "chip.bgef"],
+            work / "bgef.log",
+            before=lambda: (work / "chip.bgef").unlink(missing_ok=True),
+        )
         for mask, name in (("binary.tif", "labels > 0"), ("eroded.tif", "CSRefiner binary")):
             out = work / f"gefpy-{mask}.gef"
-            t_c, rss_c, cpu_c = best_of(args.repeat, [python, "-c", GEFPY_CGEF, out, work / "chip.bgef", work / mask],
-                                 work / f"{mask}.log", before=lambda: out.unlink(missing_ok=True))
+            t_c, rss_c, cpu_c = best_of(
+                args.repeat,
+                [python, "-c", GEFPY_CGEF, out, work / "chip.bgef", work / mask],
+                work / f"{mask}.log",
+                before=lambda: out.unlink(missing_ok=True),
+            )
             n, counts = cells_of(out)
             same = n == n_labels and counts == sum(truth.values())  # necessary for exactness, not sufficient
             rows.append((f"gefpy bgef+cgef ({name})", t_b + t_c, cpu_b + cpu_c, max(rss_b, rss_c), n, counts, same))
         print(f"gefpy generate_bgef {t_b:.1f} s ({rss_b:.0f} MB), generate_cgef {t_c:.1f} s ({rss_c:.0f} MB)")
         (work / "default.bgef").unlink(missing_ok=True)
-        t_d, rss_d, _ = run([python, "-c", GEFPY_BGEF_DEFAULT, work / "chip.gem.gz", work / "default.bgef"],
-                         work / "bgef-default.log")
+        t_d, rss_d, _ = run(
+            [python, "-c", GEFPY_BGEF_DEFAULT, work / "chip.gem.gz", work / "default.bgef"], work / "bgef-default.log"
+        )
         print(f"gefpy generate_bgef with its default bin sizes (1 ... 500): {t_d:.1f} s ({rss_d:.0f} MB)")
         out = work / "gefpy-uint32.gef"
         out.unlink(missing_ok=True)
         run([python, "-c", GEFPY_CGEF, out, work / "chip.bgef", work / "mask.tif"], work / "uint32.log", may_fail=True)
         size = out.stat().st_size if out.exists() else 0
-        print(f"gefpy generate_cgef on the uint32 label mask: {cells_of(out)[0] if size else 0} cells, "
-              f"{size} byte file (see {work / 'uint32.log'})")
+        print(
+            f"gefpy generate_cgef on the uint32 label mask: {cells_of(out)[0] if size else 0} cells, "
+            f"{size} byte file (see {work / 'uint32.log'})"
+        )
         gefpy_pitfalls(python, work)
 
     total = sum(truth.values())
     print(f"\n{'tool':<34} {'wall s':>7} {'CPU s':>6} {'peak MB':>8} {'cells':>7} {'counts in cells':>16} {'exact':>6}")
     for name, wall, cpu, rss, n, counts, ok in rows:
-        print(f"{name:<34} {wall:>7.1f} {cpu:>6.1f} {rss:>8.0f} {n:>7,} {counts:>10,} ({counts / total:>4.0%}) "
-              f"{str(ok):>6}")
+        print(
+            f"{name:<34} {wall:>7.1f} {cpu:>6.1f} {rss:>8.0f} {n:>7,} {counts:>10,} ({counts / total:>4.0%}) "
+            f"{str(ok):>6}"
+        )
     if len(rows) > 1:
         print(f"speed-up over gefpy: {rows[1][1] / rows[0][1]:.1f}x wall, {rows[1][2] / rows[0][2]:.1f}x CPU")
 

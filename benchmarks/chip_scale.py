@@ -48,6 +48,7 @@ LAUNCHER = (
 
 # ---------------------------------------------------------------- child stages
 
+
 def _block_grid(shape):
     h, w = shape
     return [(y, x, min(BLOCK, h - y), min(BLOCK, w - x)) for y in range(0, h, BLOCK) for x in range(0, w, BLOCK)]
@@ -115,9 +116,12 @@ def stage_generate(work: Path, shape: tuple[int, int], rpp: float) -> dict:
                 for r in range(0, band.shape[0], TILE):
                     for c in range(0, w, TILE):
                         yield np.array(band[r : r + TILE, c : c + TILE])
+
         return tiles
 
-    write_pyramid(work / "truth.tif", shape, np.uint32, None, steps=[1], level=1, tiles=band_tiles("labels"), force=True)
+    write_pyramid(
+        work / "truth.tif", shape, np.uint32, None, steps=[1], level=1, tiles=band_tiles("labels"), force=True
+    )
     write_pyramid(work / "slide.tif", shape, np.uint8, None, steps=[1], tiles=band_tiles("image"), force=True)
     for i in range(len(rows)):
         (work / f"labels{i}.npy").unlink()
@@ -152,7 +156,9 @@ def _paired_blocks(work: Path, shape, other: str):
 
 def stage_verify(work: Path, shape) -> dict:
     """Stitched objects == truth up to renumbering (streamed); saves the truth label of each stitched label."""
-    pairs = np.unique(np.concatenate([np.unique(t << np.uint64(32) | r) for t, r in _paired_blocks(work, shape, "labels.ome.tif")]))
+    pairs = np.unique(
+        np.concatenate([np.unique(t << np.uint64(32) | r) for t, r in _paired_blocks(work, shape, "labels.ome.tif")])
+    )
     t, r = (pairs >> np.uint64(32)).astype(np.int64), (pairs & np.uint64(0xFFFFFFFF)).astype(np.int64)
     exact = bool(len(np.unique(t)) == len(t) and len(np.unique(r)) == len(r) and ((t == 0) == (r == 0)).all())
     truth_of = np.zeros(int(r.max()) + 1, dtype=np.int64)
@@ -174,7 +180,11 @@ def stage_check_cgef(work: Path, gef: str) -> dict:
     listed[labels] = True
     listed[0] = True  # background
     missed = int(oracle[truth_of[~listed]].sum()) if (~listed).any() else 0
-    return {"cells": int(labels.size), "counts": int(counts.sum()), "exact": bool((expected == counts).all() and missed == 0)}
+    return {
+        "cells": int(labels.size),
+        "counts": int(counts.sum()),
+        "exact": bool((expected == counts).all() and missed == 0),
+    }
 
 
 def stage_binary(work: Path, shape) -> dict:
@@ -192,11 +202,17 @@ def stage_binary(work: Path, shape) -> dict:
     return {}
 
 
-STAGES = {"generate": stage_generate, "oracle": stage_oracle, "verify": stage_verify, "check-cgef": stage_check_cgef,
-          "binary": stage_binary}
+STAGES = {
+    "generate": stage_generate,
+    "oracle": stage_oracle,
+    "verify": stage_verify,
+    "check-cgef": stage_check_cgef,
+    "binary": stage_binary,
+}
 
 
 # ---------------------------------------------------------------- driver
+
 
 def _disk(folder: Path) -> int:
     """Allocated bytes under `folder` (sparse files count what they hold)."""
@@ -216,9 +232,14 @@ def measure(cmd: list, log: Path, env: dict, watch: Path | None = None, cap: flo
     stats.unlink(missing_ok=True)
     base = _disk(watch) if watch else 0
     with open(log, "w") as out:
-        proc = subprocess.Popen([sys.executable, "-c", LAUNCHER, str(stats), *map(str, cmd)], stdout=out,
-                                stderr=subprocess.STDOUT, env=env, start_new_session=True,
-                                cwd=log.parent)  # not the repo: `python -m` would import the checkout in cwd
+        proc = subprocess.Popen(
+            [sys.executable, "-c", LAUNCHER, str(stats), *map(str, cmd)],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=env,
+            start_new_session=True,
+            cwd=log.parent,
+        )  # not the repo: `python -m` would import the checkout in cwd
         peak, t0, timed_out = base, time.perf_counter(), False
         while proc.poll() is None:
             if watch:
@@ -271,8 +292,11 @@ def run_size(args, shape, rpp: float, env: dict, own: dict) -> dict:
         except json.JSONDecodeError:
             row["info"] = {}
         result[name] = row
-        print(f"  {name:<14} rc {row['rc']} wall {row['wall_s']:.1f} s cpu {row['cpu_s'] or float('nan'):.1f} s "
-              f"rss {row['rss_mb'] or float('nan'):.0f} MB disk {row['disk_peak_mb'] or 0:.0f} MB {row['info']}", flush=True)
+        print(
+            f"  {name:<14} rc {row['rc']} wall {row['wall_s']:.1f} s cpu {row['cpu_s'] or float('nan'):.1f} s "
+            f"rss {row['rss_mb'] or float('nan'):.0f} MB disk {row['disk_peak_mb'] or 0:.0f} MB {row['info']}",
+            flush=True,
+        )
         if check and row["rc"] != 0:
             raise SystemExit(f"{name} failed: see {work / (name + '.log')}")
         return row
@@ -286,21 +310,60 @@ def run_size(args, shape, rpp: float, env: dict, own: dict) -> dict:
     result["cells"], result["records"] = result["generate"]["info"]["cells"], result["generate"]["info"]["records"]
     stages = args.stages
     if "tile" in stages or "stitch" in stages:
-        step("tile", cli + ["tile", "--image", work / "slide.tif", "--out", work / "tiles", "--tile-size",
-                            args.tile_size, "--overlap", args.overlap], watch=work)
+        step(
+            "tile",
+            cli
+            + [
+                "tile",
+                "--image",
+                work / "slide.tif",
+                "--out",
+                work / "tiles",
+                "--tile-size",
+                args.tile_size,
+                "--overlap",
+                args.overlap,
+            ],
+            watch=work,
+        )
     if "stitch" in stages:
         step("oracle", me + ["--stage", "oracle"])
         (work / "out").mkdir()
-        step("stitch", cli + ["stitch", "--manifest", work / "tiles" / "manifest.json", "--tiles", work / "masks",
-                              "--out", work / "out" / "labels.ome.tif"], watch=work / "out")
+        step(
+            "stitch",
+            cli
+            + [
+                "stitch",
+                "--manifest",
+                work / "tiles" / "manifest.json",
+                "--tiles",
+                work / "masks",
+                "--out",
+                work / "out" / "labels.ome.tif",
+            ],
+            watch=work / "out",
+        )
         os.replace(work / "out" / "labels.ome.tif", work / "labels.ome.tif")
         step("verify", me + ["--stage", "verify"])
     if "cgef" in stages:
         if not (work / "labels.ome.tif").exists():
             raise SystemExit("--stages cgef needs stitch (the stitched mask)")
         (work / "gef").mkdir()
-        step("cgef", cli + ["cgef", "--matrix", work / "chip.gem", "--mask", work / "labels.ome.tif",
-                            "--out", work / "gef" / "chip.cellbin.gef"], watch=work / "gef", check=False)
+        step(
+            "cgef",
+            cli
+            + [
+                "cgef",
+                "--matrix",
+                work / "chip.gem",
+                "--mask",
+                work / "labels.ome.tif",
+                "--out",
+                work / "gef" / "chip.cellbin.gef",
+            ],
+            watch=work / "gef",
+            check=False,
+        )
         if result["cgef"]["rc"] == 0:
             step("check-cgef", me + ["--stage", "check-cgef", "--gef", "gef/chip.cellbin.gef"])
     if "cgef" in stages and not args.no_gefpy:
@@ -324,16 +387,30 @@ def run_gefpy(args, work: Path, me: list, step, result: dict) -> None:
         return
     step("binary", me + ["--stage", "binary"])
     (work / "gefpy").mkdir()
-    bgef = ("from gefpy.bgef_writer_cy import generate_bgef; import sys; "
-            "generate_bgef(sys.argv[1], sys.argv[2], n_thread=2, bin_sizes=[1])")
-    cgef = ("from gefpy.cgef_writer_cy import generate_cgef; import sys; "
-            "generate_cgef(sys.argv[1], sys.argv[2], sys.argv[3], [256, 256])")
-    b = step("gefpy-bgef", [python, "-c", bgef, work / "chip.gem", work / "gefpy" / "chip.bgef"],
-             watch=work / "gefpy", cap=args.gefpy_cap, check=False)
+    bgef = (
+        "from gefpy.bgef_writer_cy import generate_bgef; import sys; "
+        "generate_bgef(sys.argv[1], sys.argv[2], n_thread=2, bin_sizes=[1])"
+    )
+    cgef = (
+        "from gefpy.cgef_writer_cy import generate_cgef; import sys; "
+        "generate_cgef(sys.argv[1], sys.argv[2], sys.argv[3], [256, 256])"
+    )
+    b = step(
+        "gefpy-bgef",
+        [python, "-c", bgef, work / "chip.gem", work / "gefpy" / "chip.bgef"],
+        watch=work / "gefpy",
+        cap=args.gefpy_cap,
+        check=False,
+    )
     if b["rc"] != 0 or b["timed_out"]:
         return
-    step("gefpy-cgef", [python, "-c", cgef, work / "gefpy" / "chip.cgef", work / "gefpy" / "chip.bgef",
-                        work / "binary.tif"], watch=work / "gefpy", cap=args.gefpy_cap, check=False)
+    step(
+        "gefpy-cgef",
+        [python, "-c", cgef, work / "gefpy" / "chip.cgef", work / "gefpy" / "chip.bgef", work / "binary.tif"],
+        watch=work / "gefpy",
+        cap=args.gefpy_cap,
+        check=False,
+    )
 
 
 def sopa_note(args) -> str:
@@ -343,20 +420,30 @@ def sopa_note(args) -> str:
 
 
 def table(results: list[dict]) -> str:
-    lines = ["| size (px) | cells | records | stage | wall s | CPU s | peak RSS MB | peak disk MB | exact |",
-             "|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "| size (px) | cells | records | stage | wall s | CPU s | peak RSS MB | peak disk MB | exact |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
     for r in results:
         size = f"{r['shape'][0]:,} x {r['shape'][1]:,} @ {r['records_per_pixel']} rec/px"
-        for name, exact_of in (("tile", None), ("stitch", "verify"), ("cgef", "check-cgef"),
-                               ("gefpy-bgef", None), ("gefpy-cgef", None)):
+        for name, exact_of in (
+            ("tile", None),
+            ("stitch", "verify"),
+            ("cgef", "check-cgef"),
+            ("gefpy-bgef", None),
+            ("gefpy-cgef", None),
+        ):
             row = r.get(name)
             if not row:
                 continue
             exact = r.get(exact_of, {}).get("info", {}).get("exact", "") if exact_of else ""
             state = "timed out" if row["timed_out"] else (f"rc {row['rc']}" if row["rc"] else "")
             fmt = lambda v, f: format(v, f) if v is not None else "-"  # noqa: E731
-            lines.append(f"| {size} | {r['cells']:,} | {r['records']:,} | {name} {state} | {fmt(row['wall_s'], '.1f')} | "
-                         f"{fmt(row['cpu_s'], '.1f')} | {fmt(row['rss_mb'], '.0f')} | {fmt(row['disk_peak_mb'], '.0f')} | {exact} |")
+            lines.append(
+                f"| {size} | {r['cells']:,} | {r['records']:,} | {name} {state} | {fmt(row['wall_s'], '.1f')} | "
+                f"{fmt(row['cpu_s'], '.1f')} | {fmt(row['rss_mb'], '.0f')} | "
+                f"{fmt(row['disk_peak_mb'], '.0f')} | {exact} |"
+            )
     return "\n".join(lines)
 
 
@@ -381,9 +468,13 @@ def main() -> None:
 
     if args.stage:
         work, shape = args.workdir, parse_size(args.shape)
-        call = {"generate": lambda: stage_generate(work, shape, float(args.records_per_pixel)),
-                "oracle": lambda: stage_oracle(work), "verify": lambda: stage_verify(work, shape),
-                "check-cgef": lambda: stage_check_cgef(work, args.gef), "binary": lambda: stage_binary(work, shape)}
+        call = {
+            "generate": lambda: stage_generate(work, shape, float(args.records_per_pixel)),
+            "oracle": lambda: stage_oracle(work),
+            "verify": lambda: stage_verify(work, shape),
+            "check-cgef": lambda: stage_check_cgef(work, args.gef),
+            "binary": lambda: stage_binary(work, shape),
+        }
         print(json.dumps(call[args.stage]()))
         return
 

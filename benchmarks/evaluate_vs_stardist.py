@@ -51,8 +51,10 @@ def main() -> None:
 
     stardist_matching(*make_pair(256, 99), thresh=0.5)  # numba compilation outside the timing
     evaluate_arrays(*make_pair(256, 99), THRESHOLD_SWEEP)
-    print("| size | objects | stardist 1 thr ms | csrefiner matching ms | speed-up | stardist 10 thr ms | "
-          "csrefiner evaluate ms | speed-up | same TP/F1 |\n|---|---|---|---|---|---|---|---|---|")
+    print(
+        "| size | objects | stardist 1 thr ms | csrefiner matching ms | speed-up | stardist 10 thr ms | "
+        "csrefiner evaluate ms | speed-up | same TP/F1 |\n|---|---|---|---|---|---|---|---|---|"
+    )
     for size in (int(s) for s in args.sizes.split(",")):
         rows = []
         for seed in range(args.pairs):
@@ -62,13 +64,21 @@ def main() -> None:
             t_us1, ours1 = best(lambda: matching(gt, pred, 0.5), args.repeat)
             t_sd10, ref10 = best(lambda: stardist_matching(gt, pred, thresh=THRESHOLD_SWEEP), repeat)
             t_us10, res = best(lambda: evaluate_arrays(gt, pred, THRESHOLD_SWEEP), args.repeat)
-            same = ref1.tp == ours1["tp"] and abs(ref1.f1 - ours1["f1"]) < 1e-12 and all(
-                r.tp == res.counts[t].tp and abs(r.f1 - res.counts[t].scores()["f1"]) < 1e-12
-                for r, t in zip(ref10, THRESHOLD_SWEEP))
+            same = (
+                ref1.tp == ours1["tp"]
+                and abs(ref1.f1 - ours1["f1"]) < 1e-12
+                and all(
+                    r.tp == res.counts[t].tp and abs(r.f1 - res.counts[t].scores()["f1"]) < 1e-12
+                    for r, t in zip(ref10, THRESHOLD_SWEEP)
+                )
+            )
             rows.append((int(gt.max()), t_sd1, t_us1, t_sd10, t_us10, same))
         n, sd1, us1, sd10, us10 = (np.median([r[i] for r in rows]) for i in range(5))
-        print(f"| {size} | {n:,.0f} | {sd1 * 1e3:.1f} | {us1 * 1e3:.1f} | {sd1 / us1:.1f}x | {sd10 * 1e3:.1f} | "
-              f"{us10 * 1e3:.1f} | {sd10 / us10:.1f}x | {all(r[5] for r in rows)} |", flush=True)
+        print(
+            f"| {size} | {n:,.0f} | {sd1 * 1e3:.1f} | {us1 * 1e3:.1f} | {sd1 / us1:.1f}x | {sd10 * 1e3:.1f} | "
+            f"{us10 * 1e3:.1f} | {sd10 / us10:.1f}x | {all(r[5] for r in rows)} |",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

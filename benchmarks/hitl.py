@@ -39,14 +39,16 @@ def consensus_table(n_tiles: int) -> None:
         _, gt = nuclei_image((256, 256), HARD if i % 2 else EASY, seed=500 + i)
         copies = [corrupt_labels(gt, level, seed=10 * i + k) for k in range(3)]
         fused = fuse(copies, 2, 0.5)
-        rows.append({
-            "level": level,
-            "copies": [matching(gt, c)["f1"] for c in copies],
-            "naive": matching(gt, naive_fusion(copies))["f1"],
-            "consensus": matching(gt, fused.labels)["f1"],
-            "disagreement": fused.stats["disagreement"],
-            "unmatched": fused.stats["unmatched_share"],
-        })
+        rows.append(
+            {
+                "level": level,
+                "copies": [matching(gt, c)["f1"] for c in copies],
+                "naive": matching(gt, naive_fusion(copies))["f1"],
+                "consensus": matching(gt, fused.labels)["f1"],
+                "disagreement": fused.stats["disagreement"],
+                "unmatched": fused.stats["unmatched_share"],
+            }
+        )
     print("1. F1 vs truth (IoU 0.5), mean over tiles per corruption band")
     print(f"{'level':>11} {'tiles':>5} {'best copy':>9} {'mean copy':>9} {'naive vote':>10} {'consensus':>9}")
     bands = np.array_split(np.arange(n_tiles), 3)
@@ -56,8 +58,10 @@ def consensus_table(n_tiles: int) -> None:
         best = np.mean([max(r["copies"]) for r in sel])
         mean = np.mean([np.mean(r["copies"]) for r in sel])
         label = "all" if len(band) == n_tiles else f"{lo:.2f}-{hi:.2f}"
-        print(f"{label:>11} {len(sel):>5} {best:9.3f} {mean:9.3f} {np.mean([r['naive'] for r in sel]):10.3f} "
-              f"{np.mean([r['consensus'] for r in sel]):9.3f}")
+        print(
+            f"{label:>11} {len(sel):>5} {best:9.3f} {mean:9.3f} {np.mean([r['naive'] for r in sel]):10.3f} "
+            f"{np.mean([r['consensus'] for r in sel]):9.3f}"
+        )
     lv = [r["level"] for r in rows]
     print("\n2. Spearman correlation with the corruption level")
     for key in ("disagreement", "unmatched"):
@@ -130,8 +134,10 @@ def timing() -> None:
     gt, copies = _big(1, 0.2)
     t = time.perf_counter()
     fused = fuse(copies, 2, 0.5)
-    print(f"\n4. fuse 3 x 2048^2 ({len(np.unique(gt)) - 1} true objects -> {fused.stats['n_consensus']} fused): "
-          f"{time.perf_counter() - t:.1f} s")
+    print(
+        f"\n4. fuse 3 x 2048^2 ({len(np.unique(gt)) - 1} true objects -> {fused.stats['n_consensus']} fused): "
+        f"{time.perf_counter() - t:.1f} s"
+    )
 
 
 def main() -> None:

@@ -30,14 +30,23 @@ def library_call(segmenter):
         cfg = segmenter.config  # cellpose: CellposeModel.eval on the grey image
 
         def call(img):
-            return segmenter.model.eval(img.astype(np.float32), channels=[0, 0], normalize=True,
-                                        flow_threshold=cfg["flow_threshold"], cellprob_threshold=cfg["cellprob_threshold"])[0]
+            return segmenter.model.eval(
+                img.astype(np.float32),
+                channels=[0, 0],
+                normalize=True,
+                flow_threshold=cfg["flow_threshold"],
+                cellprob_threshold=cfg["cellprob_threshold"],
+            )[0]
+
         return call
     if hasattr(segmenter, "model") and hasattr(segmenter.model, "predict_instances"):
         from csbdeep.utils import normalize
 
         def call(img):  # stardist: predict_instances on the percentile-normalised image
-            return segmenter.model.predict_instances(normalize(img, 1, 99.8), n_tiles=segmenter.model._guess_n_tiles(img))[0]
+            return segmenter.model.predict_instances(
+                normalize(img, 1, 99.8), n_tiles=segmenter.model._guess_n_tiles(img)
+            )[0]
+
         return call
     return None
 
@@ -62,7 +71,14 @@ def train_quick(name: str, root: Path, epochs: int) -> Path:
             write_image(data / f"{key}-img.tif", img)
             write_labels(data / f"{key}-mask.tif", lbl)
     out = root / name
-    finetune(name, data, out, "scratch", TrainParams(epochs=epochs, batch_size=4, device="cpu", eval_every=epochs), val_fraction=0.25)
+    finetune(
+        name,
+        data,
+        out,
+        "scratch",
+        TrainParams(epochs=epochs, batch_size=4, device="cpu", eval_every=epochs),
+        val_fraction=0.25,
+    )
     return out
 
 
@@ -89,7 +105,10 @@ def main() -> None:
             row = [name, timed(seg.predict, patch, args.repeats), timed(seg.predict, tile, 1)]
             row += [timed(ref, patch, args.repeats), timed(ref, tile, 1)] if ref else [float("nan")] * 2
             rows.append(row + [n_obj])
-    print("\n| backend | csrefiner s / 256^2 | csrefiner s / 2048^2 | library s / 256^2 | library s / 2048^2 | objects in the tile |")
+    print(
+        "\n| backend | csrefiner s / 256^2 | csrefiner s / 2048^2 | library s / 256^2 | library s / 2048^2 "
+        "| objects in the tile |"
+    )
     print("|---|---|---|---|---|---|")
     for name, a, b, c, d, n in rows:
         print(f"| {name} | {a:.3f} | {b:.1f} | {c:.3f} | {d:.1f} | {n:,} |")

@@ -33,6 +33,7 @@ STARDIST_CONTEXT = 32  # blocks then overlap by min_overlap + 2 * context = our 
 
 # ---------------------------------------------------------------- stages (each runs in a child process)
 
+
 def stage_generate(work: Path, size: int) -> dict:
     from csrefiner.synth import EASY, nuclei_labels, render
     from csrefiner.wsi.writer import write_pyramid
@@ -92,14 +93,17 @@ class _Oracle:
             labels += 1
         n = int(labels.max())
         points = np.array(ndi.center_of_mass(labels > 0, labels, np.arange(1, n + 1))).reshape(n, 2)
-        polys = {"prob": np.ones(n, np.float32), "points": points.round().astype(int),
-                 "coord": np.repeat(points[:, :, None], 32, axis=2)}
+        polys = {
+            "prob": np.ones(n, np.float32),
+            "points": points.round().astype(int),
+            "coord": np.repeat(points[:, :, None], 32, axis=2),
+        }
         return labels, polys
 
 
 def stage_stardist(work: Path, size: int, tile_size: int, overlap: int) -> dict:
-    import zarr
     import tifffile
+    import zarr
     from stardist.models.base import StarDistBase
 
     _Oracle.predict_instances_big = StarDistBase.predict_instances_big
@@ -107,8 +111,13 @@ def stage_stardist(work: Path, size: int, tile_size: int, overlap: int) -> dict:
         truth = zarr.open(tif.series[0].aszarr(), mode="r")
         out = np.memmap(work / "stardist_labels.raw", dtype=np.int32, mode="w+", shape=(size, size))
         _, polys = _Oracle().predict_instances_big(
-            truth, axes="YX", block_size=tile_size, min_overlap=overlap - 2 * STARDIST_CONTEXT,
-            context=STARDIST_CONTEXT, labels_out=out, show_progress=False,
+            truth,
+            axes="YX",
+            block_size=tile_size,
+            min_overlap=overlap - 2 * STARDIST_CONTEXT,
+            context=STARDIST_CONTEXT,
+            labels_out=out,
+            show_progress=False,
         )
         out.flush()
     return {"objects": len(polys["prob"])}
@@ -152,16 +161,26 @@ def stage_verify(work: Path, size: int, result: str) -> dict:
     }
 
 
-STAGES = {"generate": stage_generate, "oracle": stage_oracle, "stardist": stage_stardist,
-          "stardist-import": stage_stardist_import, "verify": stage_verify}
+STAGES = {
+    "generate": stage_generate,
+    "oracle": stage_oracle,
+    "stardist": stage_stardist,
+    "stardist-import": stage_stardist_import,
+    "verify": stage_verify,
+}
 
 
 # ---------------------------------------------------------------- driver
 
+
 def run(cmd: list[str], cwd: Path) -> tuple[float, float, str]:
     """Wall seconds, peak RSS (MiB) of the child alone, stdout."""
-    env = {**os.environ, "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""),
-           "CSREFINER_QUIET": "1", "TF_CPP_MIN_LOG_LEVEL": "3"}
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""),
+        "CSREFINER_QUIET": "1",
+        "TF_CPP_MIN_LOG_LEVEL": "3",
+    }
     t0 = time.perf_counter()
     proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, text=True)
     stdout = proc.stdout.read()
@@ -174,8 +193,21 @@ def run(cmd: list[str], cwd: Path) -> tuple[float, float, str]:
 
 
 def stage_cmd(name: str, args, *extra) -> list[str]:
-    return [sys.executable, __file__, "--stage", name, "--workdir", str(args.workdir), "--size", str(args.size),
-            "--tile-size", str(args.tile_size), "--overlap", str(args.overlap), *extra]
+    return [
+        sys.executable,
+        __file__,
+        "--stage",
+        name,
+        "--workdir",
+        str(args.workdir),
+        "--size",
+        str(args.size),
+        "--tile-size",
+        str(args.tile_size),
+        "--overlap",
+        str(args.overlap),
+        *extra,
+    ]
 
 
 def main() -> None:
@@ -191,8 +223,11 @@ def main() -> None:
     work = args.workdir.resolve()
 
     if args.stage:  # child process
-        kwargs = {"generate": (args.size,), "stardist": (args.size, args.tile_size, args.overlap),
-                  "verify": (args.size, args.result)}.get(args.stage, ())
+        kwargs = {
+            "generate": (args.size,),
+            "stardist": (args.size, args.tile_size, args.overlap),
+            "verify": (args.size, args.result),
+        }.get(args.stage, ())
         print(json.dumps(STAGES[args.stage](work, *kwargs)))
         return
 
@@ -202,11 +237,37 @@ def main() -> None:
     cli = [sys.executable, "-m", "csrefiner"]
     steps = [
         ("generate slide + truth", stage_cmd("generate", args), ""),
-        ("csrefiner tile", cli + ["tile", "--image", str(work / "slide.tif"), "--out", str(work / "tiles"),
-                                  "--tile-size", str(args.tile_size), "--overlap", str(args.overlap)], "measured"),
+        (
+            "csrefiner tile",
+            cli
+            + [
+                "tile",
+                "--image",
+                str(work / "slide.tif"),
+                "--out",
+                str(work / "tiles"),
+                "--tile-size",
+                str(args.tile_size),
+                "--overlap",
+                str(args.overlap),
+            ],
+            "measured",
+        ),
         ("oracle tile masks", stage_cmd("oracle", args), "stands in for segment"),
-        ("csrefiner stitch", cli + ["stitch", "--manifest", str(work / "tiles" / "manifest.json"),
-                                    "--tiles", str(work / "masks"), "--out", str(work / "labels.ome.tif")], "measured"),
+        (
+            "csrefiner stitch",
+            cli
+            + [
+                "stitch",
+                "--manifest",
+                str(work / "tiles" / "manifest.json"),
+                "--tiles",
+                str(work / "masks"),
+                "--out",
+                str(work / "labels.ome.tif"),
+            ],
+            "measured",
+        ),
         ("verify csrefiner", stage_cmd("verify", args, "--result", "labels.ome.tif"), ""),
     ]
     if not args.no_stardist:
@@ -222,14 +283,18 @@ def main() -> None:
         rows.append((name, wall, rss, note, info))
         print(f"{name:<32} {wall:8.1f} s {rss:8.0f} MiB  {info}", flush=True)
 
-    print(f"\nslide {args.size} x {args.size}, tiles {args.tile_size} px, overlap {args.overlap} px, {os.cpu_count()} CPUs")
-    print(f"| stage | wall s | peak RSS MiB | note |\n|---|---|---|---|")
+    print(
+        f"\nslide {args.size} x {args.size}, tiles {args.tile_size} px, overlap {args.overlap} px, "
+        f"{os.cpu_count()} CPUs"
+    )
+    print("| stage | wall s | peak RSS MiB | note |\n|---|---|---|---|")
     for name, wall, rss, note, info in rows:
         print(f"| {name} | {wall:.1f} | {rss:.0f} | {note} {info} |")
-    sizes = {p: sum(f.stat().st_size for f in (work / p).rglob("*") if f.is_file()) / 2**20
-             for p in ("tiles", "masks")}
-    print(f"tiles {sizes['tiles']:.0f} MiB, masks {sizes['masks']:.0f} MiB, "
-          f"labels.ome.tif {(work / 'labels.ome.tif').stat().st_size / 2**20:.0f} MiB")
+    sizes = {p: sum(f.stat().st_size for f in (work / p).rglob("*") if f.is_file()) / 2**20 for p in ("tiles", "masks")}
+    print(
+        f"tiles {sizes['tiles']:.0f} MiB, masks {sizes['masks']:.0f} MiB, "
+        f"labels.ome.tif {(work / 'labels.ome.tif').stat().st_size / 2**20:.0f} MiB"
+    )
 
 
 if __name__ == "__main__":

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import Iterable, Sequence, TypeVar
+from collections.abc import Iterable, Sequence
+from typing import TypeVar
 
 T = TypeVar("T")
 
@@ -19,8 +20,14 @@ def track(
     """Iterate `items` with a bar showing done/total, the rate in `unit`/s, elapsed and remaining time."""
     if not enabled():
         return items
-    from rich.progress import (BarColumn, MofNCompleteColumn, Progress, ProgressColumn, TimeElapsedColumn,
-                               TimeRemainingColumn)
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        ProgressColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
     from rich.text import Text
 
     class Rate(ProgressColumn):  # rich's own speed column is for bytes
@@ -28,8 +35,15 @@ def track(
             speed = task.finished_speed or task.speed
             return Text("" if speed is None else f"{speed:,.1f} {unit}/s")
 
-    progress = Progress("{task.description}", BarColumn(), MofNCompleteColumn(), Rate(), TimeElapsedColumn(),
-                        TimeRemainingColumn(), transient=True)
+    progress = Progress(
+        "{task.description}",
+        BarColumn(),
+        MofNCompleteColumn(),
+        Rate(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        transient=True,
+    )
 
     def run():
         with progress:

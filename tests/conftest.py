@@ -44,10 +44,18 @@ def domain_patches(root: Path, size: int = 128) -> dict:
     """The backend tests' patch sets: easy (sparse, sharp) and hard (dense, blurred) train / val / test."""
     from csrefiner.synth import EASY, HARD
 
-    sets = {"train": (EASY, 8, 1), "val": (EASY, 2, 50), "test": (EASY, 3, 80),
-            "hard_train": (HARD, 8, 101), "hard_val": (HARD, 2, 150), "hard_test": (HARD, 3, 180)}
-    folders = {key: write_patches(root / (key if key.startswith("hard") else f"easy_{key}"), style, n, seed, size)
-               for key, (style, n, seed) in sets.items()}
+    sets = {
+        "train": (EASY, 8, 1),
+        "val": (EASY, 2, 50),
+        "test": (EASY, 3, 80),
+        "hard_train": (HARD, 8, 101),
+        "hard_val": (HARD, 2, 150),
+        "hard_test": (HARD, 3, 180),
+    }
+    folders = {
+        key: write_patches(root / (key if key.startswith("hard") else f"easy_{key}"), style, n, seed, size)
+        for key, (style, n, seed) in sets.items()
+    }
     return {"root": root, **folders}
 
 

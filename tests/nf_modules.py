@@ -30,6 +30,7 @@ _OPTION = re.compile(r"(?<![\w-])--[a-z][a-z0-9-]*")
 class Element:
     """One item of an input/output declaration: `val(meta)`, `path(images, stageAs: 'input/*')`, `path("${prefix}")`,
     `val('csrefiner')`, `eval("csrefiner --version")`."""
+
     kind: str  # val, path, eval, env, stdin, file
     name: str  # the variable (inputs, val(meta)) or the quoted text, still a template (path("..."), eval("..."))
     quoted: bool = False
@@ -38,6 +39,7 @@ class Element:
 @dataclass
 class Channel:
     """One line of an `input:` or `output:` block: its elements (one unless `tuple`) and options (emit, topic, ...)."""
+
     elements: list[Element]
     options: dict[str, str] = field(default_factory=dict)
 
@@ -73,11 +75,11 @@ def _section(text: str, label: str) -> tuple[list[str], str]:
     start = re.search(rf"^\s*{label}:\s*$", text, re.M)
     if not start:
         raise ValueError(f"no {label}: section")
-    rest = text[start.end():]
+    rest = text[start.end() :]
     q1 = rest.index('"""')
     q2 = rest.index('"""', q1 + 3)
     lines = [ln.strip() for ln in rest[:q1].splitlines() if ln.strip()]
-    return lines, rest[q1 + 3: q2]
+    return lines, rest[q1 + 3 : q2]
 
 
 def _defs(lines: list[str]) -> dict[str, str]:
@@ -97,7 +99,7 @@ def _split_top(text: str, sep: str = ",") -> list[str]:
         c = text[i]
         if quote:
             if c == "\\":
-                cur += text[i: i + 2]
+                cur += text[i : i + 2]
                 i += 2
                 continue
             if c == quote:
@@ -143,7 +145,7 @@ def _channel(line: str) -> Channel | None:
     if not line or line.startswith("//"):
         return None
     tuple_ = re.match(r"^tuple\s+", line)
-    items = _split_top(line[tuple_.end():] if tuple_ else line)
+    items = _split_top(line[tuple_.end() :] if tuple_ else line)
     if not items:
         return None
     elements, options = [], {}
@@ -173,8 +175,15 @@ def _outputs(text: str) -> list[Output]:
     for ch in channels(text, "output"):
         paths = [e.name for e in ch.elements if e.kind == "path" and e.quoted]
         if paths or any(e.kind == "eval" for e in ch.elements):
-            outs.append(Output(paths[0] if paths else "", ch.options.get("emit", ""),
-                               ch.options.get("optional") == "true", ch.elements, ch.options.get("topic", "")))
+            outs.append(
+                Output(
+                    paths[0] if paths else "",
+                    ch.options.get("emit", ""),
+                    ch.options.get("optional") == "true",
+                    ch.elements,
+                    ch.options.get("topic", ""),
+                )
+            )
     return outs
 
 
@@ -183,8 +192,9 @@ def load_module(path: Path) -> Module:
     process = re.search(r"^process\s+(\w+)\s*\{", text, re.M).group(1)
     def_lines, script = _section(text, "script")
     _, stub = _section(text, "stub")
-    return Module(path.parent.name, path, process, _defs(def_lines), script, stub, _outputs(text),
-                  channels(text, "input"))
+    return Module(
+        path.parent.name, path, process, _defs(def_lines), script, stub, _outputs(text), channels(text, "input")
+    )
 
 
 def load_modules(root: Path = REPO) -> dict[str, Module]:
@@ -320,6 +330,7 @@ def _lookup(ctx: dict, expr: str):
 
 def render(template: str, ctx: dict) -> str:
     """Interpolate like a Groovy GString (simple references only) and strip the indentation like Nextflow."""
+
     def sub(m):
         expr = m.group(1).strip()
         if not _SIMPLE.match(expr):
@@ -339,6 +350,7 @@ def inline_sourced(script: str, root: Path = REPO) -> str:
     """The script with each `source NAME` / `. NAME` of a pipeline bin/ file replaced by that file's commands
     (comment lines dropped): what the task's shell runs, for checks that read a script. Not for running: a
     sourced file may refuse to run inlined."""
+
     def expand(m):
         f = root / "bin" / m.group(2)
         if not f.is_file():
@@ -356,8 +368,10 @@ def _eval_snippet(commands: list[str]) -> str:
     lines = ["", "# eval() outputs", "set +u", "set +e"]
     for i, cmd in enumerate(commands):
         escaped = cmd.replace('"', '\\"')
-        lines += [f'bash -c "{escaped}" > .command.eval{i}.out 2> .command.eval{i}.err',
-                  f"echo $? > .command.eval{i}.exit"]
+        lines += [
+            f'bash -c "{escaped}" > .command.eval{i}.out 2> .command.eval{i}.err',
+            f"echo $? > .command.eval{i}.exit",
+        ]
     return "\n".join(lines) + "\n"
 
 
@@ -417,19 +431,23 @@ def run_task(module: Module, ctx: dict, workdir: Path, env: dict | None = None, 
     if commands:
         script += _eval_snippet(commands)
     (workdir / ".command.sh").write_text("#!/bin/bash -ue\n" + script)
-    proc = subprocess.run(["bash", "-ue", ".command.sh"], cwd=workdir, capture_output=True, text=True,
-                          env={**os.environ, **(env or {})})
+    proc = subprocess.run(
+        ["bash", "-ue", ".command.sh"], cwd=workdir, capture_output=True, text=True, env={**os.environ, **(env or {})}
+    )
     (workdir / ".command.log").write_text(proc.stdout + proc.stderr)
     if proc.returncode != 0:
-        raise AssertionError(f"{module.process} failed ({proc.returncode}) in {workdir}:\n{script}\n{proc.stderr[-3000:]}")
+        raise AssertionError(
+            f"{module.process} failed ({proc.returncode}) in {workdir}:\n{script}\n{proc.stderr[-3000:]}"
+        )
     return check_outputs(module, ctx, workdir, _read_evals(module, commands, workdir))
 
 
 _EXT_DEFAULT = re.compile(r"""^task\.ext\.(\w+)\s*\?:\s*(?:"([^"]*)"|'([^']*)')$""")
 
 
-def task_context(module: Module, meta: dict, inputs: dict, ext: dict | None = None, defs: dict | None = None,
-                 accelerator=None) -> dict:
+def task_context(
+    module: Module, meta: dict, inputs: dict, ext: dict | None = None, defs: dict | None = None, accelerator=None
+) -> dict:
     """The variables a task's script sees: inputs, meta, task.*, and the script's `def`s.
 
     `task.ext.x ?: "default"` defs are evaluated here; any other def must be given in `defs` (the caller states

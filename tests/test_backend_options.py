@@ -46,18 +46,24 @@ def test_values_are_typed_with_defaults_for_the_rest():
     assert get_backend("cellvit").option_values({"encoder": "SAM-B"})["encoder"] == "sam-b"  # as before: any case
 
 
-@pytest.mark.parametrize("name,options,message", [
-    ("stardist", {"repeats": "many"}, "--option repeats=many: give a whole number"),
-    ("stardist", {"patch_size": ""}, "--option patch_size=: give a whole number"),
-    ("watershed", {"sigma": "wide"}, "--option sigma=wide: give a number"),
-    ("cellpose", {"nbase": "2,x,256"}, "--option nbase=2,x,256: give whole numbers separated by commas"),
-    ("cpsam", {"encoder": "vit_h"}, "--option encoder=vit_h: use one of vit_l, vit_b, tiny"),
-    ("cellvit", {"encoder": "vit512"}, "--option encoder=vit512: use one of vit256, sam-b, sam-l, sam-h"),
-    ("cellbin", {"target": "both"}, "--option target=both: use one of border, fg"),
-    # unknown keys: the message the fault catalogue (tests/faults/test_inputs.py) expects, unchanged
-    ("watershed", {"min_distanse": "3"},
-     "--option min_distanse: not an option of backend 'watershed'; its options are min_distance, sigma"),
-])
+@pytest.mark.parametrize(
+    "name,options,message",
+    [
+        ("stardist", {"repeats": "many"}, "--option repeats=many: give a whole number"),
+        ("stardist", {"patch_size": ""}, "--option patch_size=: give a whole number"),
+        ("watershed", {"sigma": "wide"}, "--option sigma=wide: give a number"),
+        ("cellpose", {"nbase": "2,x,256"}, "--option nbase=2,x,256: give whole numbers separated by commas"),
+        ("cpsam", {"encoder": "vit_h"}, "--option encoder=vit_h: use one of vit_l, vit_b, tiny"),
+        ("cellvit", {"encoder": "vit512"}, "--option encoder=vit512: use one of vit256, sam-b, sam-l, sam-h"),
+        ("cellbin", {"target": "both"}, "--option target=both: use one of border, fg"),
+        # unknown keys: the message the fault catalogue (tests/faults/test_inputs.py) expects, unchanged
+        (
+            "watershed",
+            {"min_distanse": "3"},
+            "--option min_distanse: not an option of backend 'watershed'; its options are min_distance, sigma",
+        ),
+    ],
+)
 def test_bad_options_are_refused_naming_the_option(name, options, message):
     with pytest.raises(CsrefinerError) as err:
         get_backend(name).check_options(options)
@@ -69,8 +75,10 @@ def test_scratch_only_options_are_refused_for_a_pretrained_architecture():
     base = Pretrained("2D_versatile_fluo", Path("/models/2D_versatile_fluo"))
     with pytest.raises(CsrefinerError) as err:
         backend.check_scratch_options({"grid": "4", "n_rays": "16", "repeats": "2"}, base)
-    assert str(err.value) == ("--option grid, n_rays: the architecture comes from the base model 2D_versatile_fluo; "
-                              "these options only apply with --pretrained scratch")
+    assert str(err.value) == (
+        "--option grid, n_rays: the architecture comes from the base model 2D_versatile_fluo; "
+        "these options only apply with --pretrained scratch"
+    )
     backend.check_scratch_options({"grid": "4", "n_rays": "16"}, Pretrained("scratch"))
     backend.check_scratch_options({"repeats": "2", "patch_size": "64"}, base)
 
@@ -80,16 +88,41 @@ def test_parsed_options_build_the_same_configs_as_before():
     from csrefiner.models.backends.cellbin import BACKEND as cellbin
 
     config = cellbin._config(Pretrained("scratch"), TrainParams(options={"base": "8", "dropout": "0", "patch": "64"}))
-    assert list(config.items()) == [("patch", 64), ("base", 8), ("dropout", 0.0), ("target", "border"),
-                                    ("border_weight", 5.0), ("dice", 1.0), ("clahe", 1), ("threshold", 0.5), ("h", 2.0),
-                                    ("min_size", 16), ("stain", "ss"), ("channels", 1)]
+    assert list(config.items()) == [
+        ("patch", 64),
+        ("base", 8),
+        ("dropout", 0.0),
+        ("target", "border"),
+        ("border_weight", 5.0),
+        ("dice", 1.0),
+        ("clahe", 1),
+        ("threshold", 0.5),
+        ("h", 2.0),
+        ("min_size", 16),
+        ("stain", "ss"),
+        ("channels", 1),
+    ]
     from csrefiner.models.backends.cellvit import BACKEND as cellvit
 
     settings = cellvit._settings(TrainParams(options={"window": "64", "overlap": "16", "ksize": "7"}), None, 128)
-    assert list(settings.items()) == [("stain", "ss"), ("prob_threshold", 0.5), ("marker_threshold", 0.4),
-                                      ("ksize", 7), ("min_size", 10), ("window", 64), ("overlap", 16)]
-    saved = {"stain": "he", "prob_threshold": 0.6, "marker_threshold": 0.5, "ksize": 11, "min_size": 10,
-             "window": 256, "overlap": 64}
+    assert list(settings.items()) == [
+        ("stain", "ss"),
+        ("prob_threshold", 0.5),
+        ("marker_threshold", 0.4),
+        ("ksize", 7),
+        ("min_size", 10),
+        ("window", 64),
+        ("overlap", 16),
+    ]
+    saved = {
+        "stain": "he",
+        "prob_threshold": 0.6,
+        "marker_threshold": 0.5,
+        "ksize": 11,
+        "min_size": 10,
+        "window": 256,
+        "overlap": 64,
+    }
     assert cellvit._settings(TrainParams(options={"min_size": "3"}), saved, 128) == saved | {"min_size": 3}
     from csrefiner.models.backends.watershed import BACKEND as watershed
 
@@ -155,4 +188,5 @@ def test_models_options_of_an_unknown_backend_is_one_error_line(cli):
     proc = cli("models", "options", "cellpse", check=False)
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines() == [
-        "error: unknown model backend 'cellpse'; choose one of cellpose, cellvit, cpsam, stardist, cellbin, watershed"]
+        "error: unknown model backend 'cellpse'; choose one of cellpose, cellvit, cpsam, stardist, cellbin, watershed"
+    ]

@@ -42,17 +42,37 @@ def _bn(c):
 
 # (layer name, weight shapes) of the official network, in model order (input 256 x 256 x 1)
 EXPECTED = (
-    [("conv2d", _conv(1, 64)), ("conv2d_1", _conv(64, 64)), ("conv2d_2", _conv(64, 128)), ("conv2d_3", _conv(128, 128)),
-     ("conv2d_4", _conv(128, 256)), ("conv2d_5", _conv(256, 256)), ("conv2d_6", _conv(256, 512))]
+    [
+        ("conv2d", _conv(1, 64)),
+        ("conv2d_1", _conv(64, 64)),
+        ("conv2d_2", _conv(64, 128)),
+        ("conv2d_3", _conv(128, 128)),
+        ("conv2d_4", _conv(128, 256)),
+        ("conv2d_5", _conv(256, 256)),
+        ("conv2d_6", _conv(256, 512)),
+    ]
     + [(f"conv2d_{i}", _conv(512, 512)) for i in (7, 8, 9)]
-    + [("conv2d_10", _conv(1024, 512)), ("conv2d_11", _conv(512, 512)),
-       ("conv2d_transpose", [(2, 2, 256, 512), (256,)]), ("batch_normalization", _bn(256)),
-       ("conv_lst_m2d", _lstm(256, 128)), ("conv2d_12", _conv(128, 256)), ("conv2d_13", _conv(256, 256)),
-       ("conv2d_transpose_1", [(2, 2, 128, 256), (128,)]), ("batch_normalization_1", _bn(128)),
-       ("conv_lst_m2d_1", _lstm(128, 64)), ("conv2d_14", _conv(64, 128)), ("conv2d_15", _conv(128, 128)),
-       ("conv2d_transpose_2", [(2, 2, 64, 128), (64,)]), ("batch_normalization_2", _bn(64)),
-       ("conv_lst_m2d_2", _lstm(64, 32)), ("conv2d_16", _conv(32, 64)), ("conv2d_17", _conv(64, 64)),
-       ("conv2d_18", _conv(64, 2)), ("conv2d_19", _conv(2, 1, 1))]
+    + [
+        ("conv2d_10", _conv(1024, 512)),
+        ("conv2d_11", _conv(512, 512)),
+        ("conv2d_transpose", [(2, 2, 256, 512), (256,)]),
+        ("batch_normalization", _bn(256)),
+        ("conv_lst_m2d", _lstm(256, 128)),
+        ("conv2d_12", _conv(128, 256)),
+        ("conv2d_13", _conv(256, 256)),
+        ("conv2d_transpose_1", [(2, 2, 128, 256), (128,)]),
+        ("batch_normalization_1", _bn(128)),
+        ("conv_lst_m2d_1", _lstm(128, 64)),
+        ("conv2d_14", _conv(64, 128)),
+        ("conv2d_15", _conv(128, 128)),
+        ("conv2d_transpose_2", [(2, 2, 64, 128), (64,)]),
+        ("batch_normalization_2", _bn(64)),
+        ("conv_lst_m2d_2", _lstm(64, 32)),
+        ("conv2d_16", _conv(32, 64)),
+        ("conv2d_17", _conv(64, 64)),
+        ("conv2d_18", _conv(64, 2)),
+        ("conv2d_19", _conv(2, 1, 1)),
+    ]
 )
 TOTAL_PARAMS = 20_659_717
 
@@ -163,8 +183,8 @@ def test_patch_shapes_must_fit_three_poolings():
 def test_touching_nuclei_become_separate_instances():
     yy, xx = np.mgrid[:64, :80]
     truth = np.zeros((64, 80), np.uint32)
-    truth[(yy - 32) ** 2 + (xx - 28) ** 2 < 12 ** 2] = 1
-    truth[((yy - 32) ** 2 + (xx - 50) ** 2 < 12 ** 2) & (truth == 0)] = 2  # overlapping discs: one blob
+    truth[(yy - 32) ** 2 + (xx - 28) ** 2 < 12**2] = 1
+    truth[((yy - 32) ** 2 + (xx - 50) ** 2 < 12**2) & (truth == 0)] = 2  # overlapping discs: one blob
     prob = (truth > 0).astype(np.float32)
     from scipy import ndimage as ndi
 
@@ -177,7 +197,10 @@ def test_touching_nuclei_become_separate_instances():
     rim = cellbin.touching_rims(truth)
     assert rim.any() and not target[rim].any() and (weight[rim] == 5).all() and ndi.label(target)[1] == 2
     restored = cellbin.fill_gaps(ndi.label(target)[0].astype(np.uint32))
-    assert match_counts(label_overlap(truth, restored), 0.9).tp == 2 and (restored != truth).sum() < 0.03 * truth.astype(bool).sum()
+    assert (
+        match_counts(label_overlap(truth, restored), 0.9).tp == 2
+        and (restored != truth).sum() < 0.03 * truth.astype(bool).sum()
+    )
 
 
 def test_tiled_prediction_covers_any_image_exactly():
@@ -191,8 +214,11 @@ def test_tiled_prediction_covers_any_image_exactly():
     want = ndi.uniform_filter(x[..., 0], size=3, mode="mirror")  # np.pad 'reflect' = scipy 'mirror'
     assert got.shape == (150, 230) and np.allclose(got, want, atol=1e-6)
     small = x[:40, :50]
-    assert np.allclose(cellbin.tiled_probability(forward, small, 64)[1:-1, 1:-1],
-                       ndi.uniform_filter(small[..., 0], size=3)[1:-1, 1:-1], atol=1e-6)
+    assert np.allclose(
+        cellbin.tiled_probability(forward, small, 64)[1:-1, 1:-1],
+        ndi.uniform_filter(small[..., 0], size=3)[1:-1, 1:-1],
+        atol=1e-6,
+    )
 
 
 def test_saved_model_predicts_like_the_trainer(tmp_path):
@@ -225,9 +251,29 @@ def trained(tmp_path_factory):
     run_cli("synth", "--out", root / "train", "--n", 8, "--size", 128, "--seed", 1)
     run_cli("synth", "--out", root / "val", "--n", 3, "--size", 128, "--seed", 100)
     run_cli("synth", "--out", root / "test", "--n", 4, "--size", 128, "--seed", 200)
-    args = ["finetune", "--model", "cellbin", "--train", root / "train", "--val", root / "val", "--pretrained",
-            "scratch", "--out", root / "model", "--epochs", 30, "--batch-size", 2, "--lr", 3e-3, "--eval-every", 5,
-            "--device", "cpu"]
+    args = [
+        "finetune",
+        "--model",
+        "cellbin",
+        "--train",
+        root / "train",
+        "--val",
+        root / "val",
+        "--pretrained",
+        "scratch",
+        "--out",
+        root / "model",
+        "--epochs",
+        30,
+        "--batch-size",
+        2,
+        "--lr",
+        3e-3,
+        "--eval-every",
+        5,
+        "--device",
+        "cpu",
+    ]
     for opt in OPTIONS:
         args += ["--option", opt]
     run_cli(*args)
@@ -248,8 +294,17 @@ def test_trained_from_scratch_segments_held_out_patches(trained, cli):
     card = json.loads((trained / "model" / "model.json").read_text())
     assert card["backend"] == "cellbin" and card["validation"]["after"]["f1"] >= 0.8
     assert card["architecture"]["parameters"] < 400_000
-    cli("segment", "--model-dir", trained / "model", "--input", trained / "test", "--out", trained / "pred",
-        "--device", "cpu")
+    cli(
+        "segment",
+        "--model-dir",
+        trained / "model",
+        "--input",
+        trained / "test",
+        "--out",
+        trained / "pred",
+        "--device",
+        "cpu",
+    )
     assert _f1(trained / "test", trained / "pred") >= 0.8  # measured 0.97 here
     from csrefiner.io import read_image
 
@@ -263,10 +318,28 @@ def test_whole_slide_tile_segment_stitch(trained, cli, tmp_path):
     image, truth = nuclei_image((400, 520), EASY, 77)
     write_image(tmp_path / "slide.tif", image)
     cli("tile", "--image", tmp_path / "slide.tif", "--out", tmp_path / "tiles", "--tile-size", 256, "--overlap", 48)
-    cli("segment", "--model-dir", trained / "model", "--input", tmp_path / "tiles", "--out", tmp_path / "masks",
-        "--tile-manifest", tmp_path / "tiles" / "manifest.json", "--device", "cpu")
-    cli("stitch", "--manifest", tmp_path / "tiles" / "manifest.json", "--tiles", tmp_path / "masks",
-        "--out", tmp_path / "labels.ome.tif")
+    cli(
+        "segment",
+        "--model-dir",
+        trained / "model",
+        "--input",
+        tmp_path / "tiles",
+        "--out",
+        tmp_path / "masks",
+        "--tile-manifest",
+        tmp_path / "tiles" / "manifest.json",
+        "--device",
+        "cpu",
+    )
+    cli(
+        "stitch",
+        "--manifest",
+        tmp_path / "tiles" / "manifest.json",
+        "--tiles",
+        tmp_path / "masks",
+        "--out",
+        tmp_path / "labels.ome.tif",
+    )
     labels = read_labels(tmp_path / "labels.ome.tif")
     assert labels.dtype == np.uint32 and labels.shape == truth.shape
     assert match_counts(label_overlap(truth, labels), 0.5).scores()["f1"] >= 0.8

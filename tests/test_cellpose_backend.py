@@ -8,11 +8,14 @@ Every expectation is computed independently of the training code: held-out gener
 from __future__ import annotations
 
 import json
+
 import numpy as np
 import pytest
 import torch
 
 pytest.importorskip("cellpose")
+
+from conftest import domain_patches, pooled_f1
 
 from csrefiner.io import read_labels, write_image, write_labels
 from csrefiner.metrics.matching import matching
@@ -20,7 +23,6 @@ from csrefiner.models import get_backend
 from csrefiner.models.base import Pretrained, TrainParams
 from csrefiner.models.data import read_folder
 from csrefiner.synth import EASY, nuclei_image
-from conftest import domain_patches, pooled_f1
 
 SMALL_NET = "nbase=2,16,32,64,256"  # 1.2M parameters: trains on 2 CPU cores in about a minute
 
@@ -36,9 +38,31 @@ def scratch_model(data):
     from conftest import run_cli
 
     out = data["root"] / "scratch"
-    run_cli("finetune", "--model", "cellpose", "--train", data["train"], "--val", data["val"], "--pretrained",
-            "scratch", "--out", out, "--epochs", 30, "--batch-size", 4, "--eval-every", 10, "--device", "cpu",
-            "--option", SMALL_NET, "--seed", 0)
+    run_cli(
+        "finetune",
+        "--model",
+        "cellpose",
+        "--train",
+        data["train"],
+        "--val",
+        data["val"],
+        "--pretrained",
+        "scratch",
+        "--out",
+        out,
+        "--epochs",
+        30,
+        "--batch-size",
+        4,
+        "--eval-every",
+        10,
+        "--device",
+        "cpu",
+        "--option",
+        SMALL_NET,
+        "--seed",
+        0,
+    )
     return out
 
 
@@ -58,8 +82,9 @@ def test_scratch_training_beats_the_untrained_network(data, scratch_model, cli):
     params = TrainParams(device="cpu", options={"nbase": SMALL_NET.split("=")[1]})
     torch.manual_seed(0)
     untrained = backend.trainer(Pretrained("scratch"), params, read_folder(data["train"]), read_folder(data["val"]))
-    f1_untrained = np.mean([matching(s.labels, untrained.segmenter().predict(s.image))["f1"]
-                            for s in read_folder(data["test"])])
+    f1_untrained = np.mean(
+        [matching(s.labels, untrained.segmenter().predict(s.image))["f1"] for s in read_folder(data["test"])]
+    )
     cli("segment", "--model-dir", scratch_model, "--input", data["test"], "--out", data["root"] / "pred_test")
     f1_trained = pooled_f1(data["root"] / "pred_test", data["test"])
     assert f1_trained >= 0.8, f1_trained
@@ -71,9 +96,29 @@ def test_finetune_on_shifted_domain_raises_f1(data, scratch_model, cli):
     """The seed's claim, measured: a model from the sparse domain improves on dense, blurred nuclei."""
     before_dir, after_dir, tuned = (data["root"] / n for n in ("hard_before", "hard_after", "tuned"))
     cli("segment", "--model-dir", scratch_model, "--input", data["hard_test"], "--out", before_dir)
-    cli("finetune", "--model", "cellpose", "--train", data["hard_train"], "--val", data["hard_val"], "--pretrained",
-        scratch_model, "--out", tuned, "--epochs", 20, "--batch-size", 4, "--lr", 2e-3, "--eval-every", 5,
-        "--device", "cpu")
+    cli(
+        "finetune",
+        "--model",
+        "cellpose",
+        "--train",
+        data["hard_train"],
+        "--val",
+        data["hard_val"],
+        "--pretrained",
+        scratch_model,
+        "--out",
+        tuned,
+        "--epochs",
+        20,
+        "--batch-size",
+        4,
+        "--lr",
+        2e-3,
+        "--eval-every",
+        5,
+        "--device",
+        "cpu",
+    )
     cli("segment", "--model-dir", tuned, "--input", data["hard_test"], "--out", after_dir)
     f1_before, f1_after = pooled_f1(before_dir, data["hard_test"]), pooled_f1(after_dir, data["hard_test"])
     assert f1_after > f1_before + 0.1, (f1_before, f1_after)
@@ -108,17 +153,44 @@ def test_tiled_segmentation_stitches_like_the_whole_image(data, scratch_model, c
     write_image(tmp_path / "slideA.tif", image)
     cli("segment", "--model-dir", scratch_model, "--input", tmp_path / "slideA.tif", "--out", tmp_path / "whole")
     cli("tile", "--image", tmp_path / "slideA.tif", "--out", tmp_path / "tiles", "--tile-size", 192, "--overlap", 64)
-    cli("segment", "--model-dir", scratch_model, "--input", tmp_path / "tiles", "--out", tmp_path / "tile_masks",
-        "--tile-manifest", tmp_path / "tiles" / "manifest.json")
-    cli("stitch", "--manifest", tmp_path / "tiles" / "manifest.json", "--tiles", tmp_path / "tile_masks",
-        "--out", tmp_path / "stitched.ome.tif")
+    cli(
+        "segment",
+        "--model-dir",
+        scratch_model,
+        "--input",
+        tmp_path / "tiles",
+        "--out",
+        tmp_path / "tile_masks",
+        "--tile-manifest",
+        tmp_path / "tiles" / "manifest.json",
+    )
+    cli(
+        "stitch",
+        "--manifest",
+        tmp_path / "tiles" / "manifest.json",
+        "--tiles",
+        tmp_path / "tile_masks",
+        "--out",
+        tmp_path / "stitched.ome.tif",
+    )
     whole, stitched = read_labels(tmp_path / "whole" / "slideA-mask.tif"), read_labels(tmp_path / "stitched.ome.tif")
     assert stitched.dtype == np.uint32 and stitched.shape == whole.shape
     assert whole.max() > 50
     assert matching(whole, stitched, 0.5)["f1"] >= 0.97
     # `segment` on an image larger than --tile-size does the same tile -> segment -> stitch by itself
-    cli("segment", "--model-dir", scratch_model, "--input", tmp_path / "slideA.tif", "--out", tmp_path / "inline",
-        "--tile-size", 192, "--overlap", 64)
+    cli(
+        "segment",
+        "--model-dir",
+        scratch_model,
+        "--input",
+        tmp_path / "slideA.tif",
+        "--out",
+        tmp_path / "inline",
+        "--tile-size",
+        192,
+        "--overlap",
+        64,
+    )
     assert np.array_equal(read_labels(tmp_path / "inline" / "slideA-mask.tif"), stitched)
 
 
@@ -155,32 +227,97 @@ def test_bad_input_fails_before_training(data, tmp_path, cli, monkeypatch):
     fails("finetune", "--train", mismatch, "--out", tmp_path / "o3", *common, expect="same height and width")
 
     monkeypatch.setenv("CELLPOSE_LOCAL_MODELS_PATH", str(tmp_path / "cp_models"))
-    proc = fails("finetune", "--model", "cellpose", "--train", data["train"], "--pretrained", "cyto3",
-                 "--out", tmp_path / "o4", expect="is not on this machine")
+    proc = fails(
+        "finetune",
+        "--model",
+        "cellpose",
+        "--train",
+        data["train"],
+        "--pretrained",
+        "cyto3",
+        "--out",
+        tmp_path / "o4",
+        expect="is not on this machine",
+    )
     assert str(tmp_path / "cp_models") in proc.stderr and "www.cellpose.org/models/cyto3" in proc.stderr
-    fails("segment", "--model", "cellpose:nuclei", "--input", data["test"], "--out", tmp_path / "o5",
-          expect="nucleitorch_0")
+    fails(
+        "segment",
+        "--model",
+        "cellpose:nuclei",
+        "--input",
+        data["test"],
+        "--out",
+        tmp_path / "o5",
+        expect="nucleitorch_0",
+    )
     fails("segment", "--model", "mystery", "--input", data["test"], "--out", tmp_path / "o6", expect="BACKEND:NAME")
 
     damaged = tmp_path / "damaged"
     damaged.mkdir()
     (damaged / "model.json").write_text("{not json")
-    fails("segment", "--model-dir", damaged, "--input", data["test"], "--out", tmp_path / "o7", expect="unreadable model card")
-    fails("segment", "--model-dir", tmp_path / "binary", "--input", data["test"], "--out", tmp_path / "o8",
-          expect="not a csrefiner model folder")
+    fails(
+        "segment",
+        "--model-dir",
+        damaged,
+        "--input",
+        data["test"],
+        "--out",
+        tmp_path / "o7",
+        expect="unreadable model card",
+    )
+    fails(
+        "segment",
+        "--model-dir",
+        tmp_path / "binary",
+        "--input",
+        data["test"],
+        "--out",
+        tmp_path / "o8",
+        expect="not a csrefiner model folder",
+    )
     other = tmp_path / "other"
     other.mkdir()
     (other / "model.json").write_text(json.dumps({"backend": "stardist"}))
-    fails("finetune", "--model", "cellpose", "--train", data["train"], "--pretrained", other, "--out",
-          tmp_path / "o9", expect="is a 'stardist' model")
+    fails(
+        "finetune",
+        "--model",
+        "cellpose",
+        "--train",
+        data["train"],
+        "--pretrained",
+        other,
+        "--out",
+        tmp_path / "o9",
+        expect="is a 'stardist' model",
+    )
     cp4 = tmp_path / "cpsam_weights.pt"
     torch.save({"W2": torch.zeros(1)}, cp4)
-    fails("finetune", "--model", "cellpose", "--train", data["train"], "--pretrained", cp4, "--out",
-          tmp_path / "o10", expect="use --model cpsam")
+    fails(
+        "finetune",
+        "--model",
+        "cellpose",
+        "--train",
+        data["train"],
+        "--pretrained",
+        cp4,
+        "--out",
+        tmp_path / "o10",
+        expect="use --model cpsam",
+    )
     junk = tmp_path / "junk.pt"
     junk.write_bytes(b"not a model")
-    fails("finetune", "--model", "cellpose", "--train", data["train"], "--pretrained", junk, "--out",
-          tmp_path / "o11", expect="not a readable cellpose model file")
+    fails(
+        "finetune",
+        "--model",
+        "cellpose",
+        "--train",
+        data["train"],
+        "--pretrained",
+        junk,
+        "--out",
+        tmp_path / "o11",
+        expect="not a readable cellpose model file",
+    )
     assert not any((tmp_path / f"o{i}").exists() for i in range(1, 12)), "a failed run left an output behind"
 
 
@@ -197,9 +334,29 @@ def test_models_list_shows_local_weights(tmp_path, cli, monkeypatch):
 
 def test_pseudo_labels_are_sampled_with_gamma_and_recorded(data, cli, tmp_path):
     out = tmp_path / "mixed"
-    cli("finetune", "--model", "cellpose", "--train", data["hard_train"], "--pseudo", data["train"], "--val",
-        data["hard_val"], "--pretrained", "scratch", "--out", out, "--epochs", 1, "--gamma", 0.85,
-        "--device", "cpu", "--option", SMALL_NET)
+    cli(
+        "finetune",
+        "--model",
+        "cellpose",
+        "--train",
+        data["hard_train"],
+        "--pseudo",
+        data["train"],
+        "--val",
+        data["hard_val"],
+        "--pretrained",
+        "scratch",
+        "--out",
+        out,
+        "--epochs",
+        1,
+        "--gamma",
+        0.85,
+        "--device",
+        "cpu",
+        "--option",
+        SMALL_NET,
+    )
     card = json.loads((out / "model.json").read_text())
     assert card["sampling"]["gamma"] == 0.85
     assert card["sampling"]["counts"] == {"easy": 8, "hard": 8}

@@ -57,8 +57,15 @@ def chip(tmp_path_factory):
     gene = rng.integers(0, 120, n)
     count = rng.integers(1, 6, n)
     keep = ~((x - OX >= 5) & (x - OX < 9) & (y - OY >= 5) & (y - OY < 9))
-    rec = pd.DataFrame({"geneID": [f"ENSG{g:05d}" for g in gene[keep]], "geneName": [f"Gene{g}" for g in gene[keep]],
-                        "x": x[keep], "y": y[keep], "MIDCount": count[keep]})
+    rec = pd.DataFrame(
+        {
+            "geneID": [f"ENSG{g:05d}" for g in gene[keep]],
+            "geneName": [f"Gene{g}" for g in gene[keep]],
+            "x": x[keep],
+            "y": y[keep],
+            "MIDCount": count[keep],
+        }
+    )
     rec = rec.groupby(["geneID", "geneName", "x", "y"], as_index=False)["MIDCount"].sum()
     rec = rec.sample(frac=1.0, random_state=1).reset_index(drop=True)  # GEMs are not sorted by position
     folder = tmp_path_factory.mktemp("chip")
@@ -92,7 +99,8 @@ def gef_matrix(g: dict) -> pd.Series:
     return pd.Series(
         g["cellExp"]["count"].astype(np.int64),
         index=pd.MultiIndex.from_arrays(
-            [g["label"][rows], genes["geneID"][g["cellExp"]["geneID"]].astype(str)], names=["label", "gene"]),
+            [g["label"][rows], genes["geneID"][g["cellExp"]["geneID"]].astype(str)], names=["label", "gene"]
+        ),
     ).sort_index()
 
 
@@ -102,8 +110,28 @@ def built(chip):
     out, h5ad = chip["dir"] / "chip.cellbin.gef", chip["dir"] / "chip.h5ad"
     env = {**os.environ, "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", "")}
     proc = subprocess.run(
-        [sys.executable, "-m", "csrefiner", "cgef", "--matrix", chip["gem"], "--mask", chip["mask_path"], "--out",
-         out, "--h5ad", h5ad, "--block-size", "64", "--chunk-rows", "7000"], capture_output=True, text=True, env=env)
+        [
+            sys.executable,
+            "-m",
+            "csrefiner",
+            "cgef",
+            "--matrix",
+            chip["gem"],
+            "--mask",
+            chip["mask_path"],
+            "--out",
+            out,
+            "--h5ad",
+            h5ad,
+            "--block-size",
+            "64",
+            "--chunk-rows",
+            "7000",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
     assert proc.returncode == 0, proc.stderr
     return {"gef": out, "h5ad": h5ad, "stdout": proc.stdout, "g": read_cgef(out)}
 
@@ -158,7 +186,7 @@ def test_cellexp_geneexp_offsets_and_blocks_are_consistent(built):
     by_gene = {(r, c): n for r, c, n in zip(gexp["cellID"], cols, gexp["count"])}
     assert by_cell == by_gene and len(by_cell) == cexp.size
     for start, n in zip(cell["offset"], cell["geneCount"]):
-        assert np.all(np.diff(cexp["geneID"][start:start + n].astype(np.int64)) > 0)
+        assert np.all(np.diff(cexp["geneID"][start : start + n].astype(np.int64)) > 0)
     assert np.all(gene["geneID"][:-1] < gene["geneID"][1:])
     assert np.array_equal(gene["expCount"], np.bincount(cexp["geneID"], weights=cexp["count"]).astype(np.int64))
     assert cell["expCount"].sum() == gene["expCount"].sum()
@@ -189,8 +217,9 @@ def test_h5ad_holds_the_same_matrix(chip, built):
     assert list(ad.var_names) == list(g["gene"]["geneID"].astype(str))
     assert list(ad.var["gene_name"]) == list(g["gene"]["geneName"].astype(str))
     coo = ad.X.tocoo()
-    ours = pd.Series(coo.data.astype(np.int64), index=pd.MultiIndex.from_arrays(
-        [g["label"][coo.row], ad.var_names[coo.col]])).sort_index()
+    ours = pd.Series(
+        coo.data.astype(np.int64), index=pd.MultiIndex.from_arrays([g["label"][coo.row], ad.var_names[coo.col]])
+    ).sort_index()
     pd.testing.assert_series_equal(ours, oracle_matrix(chip).astype(np.int64), check_names=False)
     assert np.array_equal(ad.obsm["spatial"], np.column_stack([g["cell"]["x"], g["cell"]["y"]]).astype(float))
     assert np.array_equal(ad.obs["area_px"].to_numpy(), g["cell"]["area"])
@@ -267,19 +296,29 @@ def gem_text(header: str, rows: list[str]) -> str:
 
 BAD_GEMS = {
     "missing column": (gem_text("geneID\tx\ty", ["A\t1\t1"]), "missing column"),
-    "v0.2 header, no geneName": (gem_text("#FileFormat=GEMv0.2\ngeneID\tx\ty\tMIDCount", ["A\t1\t1\t1"]),
-                                 "header lies"),
-    "v0.1 header, geneName": (gem_text("#FileFormat=GEMv0.1\ngeneID\tgeneName\tx\ty\tMIDCount", ["A\tB\t1\t1\t1"]),
-                              "header lies"),
-    "rows with an extra field": (gem_text("geneID\tx\ty\tMIDCount", ["A\tB\t1\t1\t1", "A\tB\t2\t1\t1"]),
-                                 "rows do not match"),
+    "v0.2 header, no geneName": (
+        gem_text("#FileFormat=GEMv0.2\ngeneID\tx\ty\tMIDCount", ["A\t1\t1\t1"]),
+        "header lies",
+    ),
+    "v0.1 header, geneName": (
+        gem_text("#FileFormat=GEMv0.1\ngeneID\tgeneName\tx\ty\tMIDCount", ["A\tB\t1\t1\t1"]),
+        "header lies",
+    ),
+    "rows with an extra field": (
+        gem_text("geneID\tx\ty\tMIDCount", ["A\tB\t1\t1\t1", "A\tB\t2\t1\t1"]),
+        "rows do not match",
+    ),
     "rows with a missing field": (gem_text("geneID\tgeneName\tx\ty\tMIDCount", ["A\t1\t1\t1"]), "rows do not match"),
     "empty geneID": (gem_text("geneID\tx\ty\tMIDCount", ["A\t1\t1\t1", "\t2\t1\t1"]), "empty geneID"),
     "negative coordinate": (gem_text("geneID\tx\ty\tMIDCount", ["A\t1\t1\t1", "A\t-3\t1\t1"]), "negative coordinate"),
-    "outside the mask": (gem_text("geneID\tx\ty\tMIDCount", ["A\t1\t1\t1", "A\t25\t9\t1"]),
-                         r"span x 1..25, y 1..9 but the mask .* covers x 0..19, y 0..9"),
-    "offset pushes rows off the mask": (gem_text("#OffsetX=5\ngeneID\tx\ty\tMIDCount", ["A\t3\t1\t1"]),
-                                        r"covers x 5..24"),
+    "outside the mask": (
+        gem_text("geneID\tx\ty\tMIDCount", ["A\t1\t1\t1", "A\t25\t9\t1"]),
+        r"span x 1..25, y 1..9 but the mask .* covers x 0..19, y 0..9",
+    ),
+    "offset pushes rows off the mask": (
+        gem_text("#OffsetX=5\ngeneID\tx\ty\tMIDCount", ["A\t3\t1\t1"]),
+        r"covers x 5..24",
+    ),
     "not a GEM": ("\x00\x01binary", "not text|column row"),
 }
 
@@ -371,15 +410,19 @@ def gefpy():
 
     python, why = gefpy_python(Path(os.environ.get("CSREFINER_GEFPY_VENV", REPO / ".venv-gefpy")))
     if python is None:  # say it loudly: a warning in the summary as well as the skip reason
-        warnings.warn(f"gefpy compatibility NOT checked: {why}")
+        warnings.warn(f"gefpy compatibility NOT checked: {why}", stacklevel=2)
         pytest.skip(f"gefpy compatibility NOT checked: {why}")
     return python
 
 
 def test_gefpy_reads_our_cellbin_gef(chip, built, gefpy, tmp_path):
     region = (OX + 100, OX + 260, OY + 50, OY + 200)  # minX, maxX, minY, maxY (half-open in CgefR)
-    proc = subprocess.run([gefpy, "-c", READ_WITH_GEFPY, built["gef"], tmp_path / "r.npz", ",".join(map(str, region))],
-                          capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [gefpy, "-c", READ_WITH_GEFPY, built["gef"], tmp_path / "r.npz", ",".join(map(str, region))],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     r, g = np.load(tmp_path / "r.npz"), built["g"]
     assert np.array_equal(r["indptr"], np.r_[0, np.cumsum(g["cell"]["geneCount"])])
@@ -394,9 +437,15 @@ def test_gefpy_reads_our_cellbin_gef(chip, built, gefpy, tmp_path):
     got = dict(zip(r["f_cell"].tolist(), range(r["f_cell"].size)))
     assert sorted(got) == sorted((x[inside] << 32 | y[inside]).tolist()) and len(inside) > 20
     label_at = dict(zip(((x << 32) | y).tolist(), g["label"].tolist()))
-    sub = pd.Series(r["f_count"].astype(np.int64), index=pd.MultiIndex.from_arrays(
-        [np.array([label_at[c] for c in r["f_cell"][r["f_ci"]].tolist()], np.uint32),
-         r["f_genes"][r["f_gi"]].astype(str)])).sort_index()
+    sub = pd.Series(
+        r["f_count"].astype(np.int64),
+        index=pd.MultiIndex.from_arrays(
+            [
+                np.array([label_at[c] for c in r["f_cell"][r["f_ci"]].tolist()], np.uint32),
+                r["f_genes"][r["f_gi"]].astype(str),
+            ]
+        ),
+    ).sort_index()
     full = gef_matrix(g)
     names = dict(zip(g["gene"]["geneID"].astype(str), g["gene"]["geneName"].astype(str)))
     full.index = full.index.set_levels([names[v] for v in full.index.levels[1]], level=1)
@@ -408,8 +457,9 @@ def test_gefpy_written_bgef_gives_the_same_result(chip, gefpy, tmp_path):
     gem = tmp_path / "chip.gem"
     with gzip.open(chip["gem"], "rb") as src:
         gem.write_bytes(src.read())
-    proc = subprocess.run([gefpy, "-c", BGEF_WITH_GEFPY, gem, tmp_path / "chip.bgef"],
-                          capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [gefpy, "-c", BGEF_WITH_GEFPY, gem, tmp_path / "chip.bgef"], capture_output=True, text=True, timeout=300
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     same_result(build_cellbin(chip["gem"], chip["mask"]), build_cellbin(tmp_path / "chip.bgef", chip["mask"]))
 
@@ -445,11 +495,22 @@ def test_cgef_streams_a_400_mpx_mask_under_a_memory_cap(tmp_path):
     chip.write_mask(tmp_path / "mask.tif")
     truth = chip.write_gem(tmp_path / "chip.gem.gz", 300_000, near_cells=0.5)
     assert chip.height * chip.width * 4 > 2 * MEMORY_CAP and (tmp_path / "mask.tif").stat().st_size < 2**20
-    env = {**os.environ, "PYTHONPATH": str(REPO), "CSREFINER_QUIET": "1", "OPENBLAS_NUM_THREADS": "1",
-           "OMP_NUM_THREADS": "1", "MALLOC_ARENA_MAX": "2"}
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(REPO),
+        "CSREFINER_QUIET": "1",
+        "OPENBLAS_NUM_THREADS": "1",
+        "OMP_NUM_THREADS": "1",
+        "MALLOC_ARENA_MAX": "2",
+    }
     out = tmp_path / "chip.cellbin.gef"
-    proc = subprocess.run([sys.executable, "-c", CAPPED, str(MEMORY_CAP), tmp_path / "chip.gem.gz",
-                           tmp_path / "mask.tif", out], capture_output=True, text=True, env=env, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-c", CAPPED, str(MEMORY_CAP), tmp_path / "chip.gem.gz", tmp_path / "mask.tif", out],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     result = bench.check_exact(out, chip, truth)
     assert result["exact"] and result["cells"] == 4_000 and result["counts_in_cells"] > 100_000, result
@@ -481,9 +542,20 @@ def test_exon_datasets_equal_gefpys_own(gefpy, tmp_path):
     chip.write_gem(tmp_path / "chip.gem.gz", 60_000, exon=True, near_cells=0.5)
     with gzip.open(tmp_path / "chip.gem.gz", "rb") as src:
         (tmp_path / "chip.gem").write_bytes(src.read())
-    proc = subprocess.run([gefpy, "-c", GEFPY_BGEF_CGEF, tmp_path / "chip.gem", tmp_path / "chip.bgef",
-                           tmp_path / "gefpy.gef", tmp_path / "binary.tif"],
-                          capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [
+            gefpy,
+            "-c",
+            GEFPY_BGEF_CGEF,
+            tmp_path / "chip.gem",
+            tmp_path / "chip.bgef",
+            tmp_path / "gefpy.gef",
+            tmp_path / "binary.tif",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     theirs = read_cgef(tmp_path / "gefpy.gef")
     for matrix in ("chip.gem.gz", "chip.bgef"):
@@ -535,8 +607,11 @@ def test_no_record_on_any_cell_is_a_frame_error(tmp_path):
     mask = np.zeros((40, 60), np.uint32)
     mask[2:6, 2:6] = 1
     gem = write_small_gem(tmp_path / "off.gem", [("A", 30, 20, 1), ("B", 59, 39, 2)])
-    with pytest.raises(CsrefinerError, match=r"none of its 2 records falls on a cell.*60 x 40 px.*x 30..59, "
-                                             r"y 20..39.*frame mistake.*#OffsetX/#OffsetY") as err:
+    with pytest.raises(
+        CsrefinerError,
+        match=r"none of its 2 records falls on a cell.*60 x 40 px.*x 30..59, "
+        r"y 20..39.*frame mistake.*#OffsetX/#OffsetY",
+    ) as err:
         cgef(gem, mask, tmp_path / "off.gef")
     assert "\n" not in str(err.value)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["off.gem"]

@@ -41,8 +41,20 @@ USER = "12345:12345"  # not in the image's /etc/passwd, as with `docker run -u $
 
 
 def docker_run(image: str, *cmd: str, data: Path | None = None, check: bool = True) -> subprocess.CompletedProcess:
-    args = ["docker", "run", "--rm", "--network", "none", "--read-only", "--tmpfs", "/tmp", "-u", USER,
-            "-e", "HOME=/tmp"]
+    args = [
+        "docker",
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "--read-only",
+        "--tmpfs",
+        "/tmp",
+        "-u",
+        USER,
+        "-e",
+        "HOME=/tmp",
+    ]
     if data is not None:
         args += ["-v", f"{data}:/data", "-w", "/data"]
     proc = subprocess.run(args + [image, *cmd], capture_output=True, text=True, timeout=600)
@@ -65,7 +77,7 @@ def _missing(steps: list[str]) -> list[str]:
         message = f"docker tier: `csrefiner {', '.join(missing)}` not in the app yet; not checked in the images"
         if STRICT:
             pytest.fail(message)
-        warnings.warn(message)
+        warnings.warn(message, stacklevel=2)
     return missing
 
 
@@ -98,9 +110,12 @@ def test_base_image_runs_the_demo_data_and_watershed(data):
     docker_run(image, "csrefiner", "demo", "data", "--quick", "--out", "demo", data=data)
     spec = json.loads((data / "demo" / "demo.json").read_text())
     assert spec["config"]["quick"] and "baseline" in spec["options"]
-    docker_run(image, "csrefiner", "segment", "--model", "watershed", "--input", "demo/heldout_hard", "--out", "ws",
-               data=data)
-    docker_run(image, "csrefiner", "evaluate", "--gt", "demo/heldout_hard", "--pred", "ws", "--out", "ws_eval", data=data)
+    docker_run(
+        image, "csrefiner", "segment", "--model", "watershed", "--input", "demo/heldout_hard", "--out", "ws", data=data
+    )
+    docker_run(
+        image, "csrefiner", "evaluate", "--gt", "demo/heldout_hard", "--pred", "ws", "--out", "ws_eval", data=data
+    )
     (method,) = json.loads((data / "ws_eval" / "summary.json").read_text())["methods"].values()
     assert method["n_images"] == spec["data"]["heldout_hard_patches"] and method["macro"]["f1"] > 0
 
@@ -117,7 +132,9 @@ TINY = {
 MODEL_BACKENDS: dict[str, dict[str, list[str]]] = {}
 for _name, _args in TINY.items():
     MODEL_BACKENDS.setdefault(BACKENDS[_name].image, {})[_name] = _args
-CASES = [(family, backend) for family in sorted(set(IMAGES) & set(MODEL_BACKENDS)) for backend in MODEL_BACKENDS[family]]
+CASES = [
+    (family, backend) for family in sorted(set(IMAGES) & set(MODEL_BACKENDS)) for backend in MODEL_BACKENDS[family]
+]
 
 
 @pytest.mark.parametrize("family,backend", CASES)
@@ -126,12 +143,42 @@ def test_model_image_trains_and_segments(family, backend, data):
     image = IMAGES[family]
     docker_run(image, "csrefiner", "synth", "--out", "train", "--n", "4", "--size", "128", data=data)
     docker_run(image, "csrefiner", "synth", "--out", "val", "--n", "2", "--size", "128", "--seed", "9", data=data)
-    docker_run(image, "csrefiner", "finetune", "--model", backend, "--train", "train", "--val", "val",
-               "--pretrained", "scratch", "--out", "model", "--epochs", "1", "--device", "cpu",
-               *MODEL_BACKENDS[family][backend], data=data)
+    docker_run(
+        image,
+        "csrefiner",
+        "finetune",
+        "--model",
+        backend,
+        "--train",
+        "train",
+        "--val",
+        "val",
+        "--pretrained",
+        "scratch",
+        "--out",
+        "model",
+        "--epochs",
+        "1",
+        "--device",
+        "cpu",
+        *MODEL_BACKENDS[family][backend],
+        data=data,
+    )
     assert json.loads((data / "model" / "model.json").read_text())["backend"] == backend
-    docker_run(image, "csrefiner", "segment", "--model-dir", "model", "--input", "val", "--out", "pred",
-               "--device", "cpu", data=data)
+    docker_run(
+        image,
+        "csrefiner",
+        "segment",
+        "--model-dir",
+        "model",
+        "--input",
+        "val",
+        "--out",
+        "pred",
+        "--device",
+        "cpu",
+        data=data,
+    )
     assert len(list((data / "pred").glob("*-mask.tif"))) == 2
 
 

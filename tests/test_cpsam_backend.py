@@ -38,8 +38,11 @@ def _stamp() -> str:
     import tomllib
 
     project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
-    spec = [(REPO / "constraints-cpsam.txt").read_text(), project["dependencies"],
-            project["optional-dependencies"]["cpsam"]]
+    spec = [
+        (REPO / "constraints-cpsam.txt").read_text(),
+        project["dependencies"],
+        project["optional-dependencies"]["cpsam"],
+    ]
     return hashlib.sha256(json.dumps(spec).encode()).hexdigest()[:16]
 
 
@@ -48,8 +51,16 @@ def build_cpsam_venv(venv: Path, timeout: int = 1800) -> tuple[Path | None, str]
     stamp = venv / f".cpsam-{_stamp()}.ok"
     if stamp.exists() and (venv / "bin" / "csrefiner").exists():
         return venv, ""
-    pip = [str(venv / "bin" / "python"), "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
-           "-c", str(REPO / "constraints-cpsam.txt")]
+    pip = [
+        str(venv / "bin" / "python"),
+        "-m",
+        "pip",
+        "install",
+        "--quiet",
+        "--disable-pip-version-check",
+        "-c",
+        str(REPO / "constraints-cpsam.txt"),
+    ]
     steps = [
         [sys.executable, "-m", "venv", "--clear", str(venv)],
         pip + ["torch==2.13.0"],  # first and pinned: any other torch spec pulls GBs of CUDA wheels
@@ -78,16 +89,18 @@ def venv():
 
 def cp4(venv: Path, *args, check: bool = True) -> subprocess.CompletedProcess:
     """The csrefiner CLI of the cpsam environment."""
-    proc = subprocess.run([str(venv / "bin" / "csrefiner"), *map(str, args)], capture_output=True, text=True,
-                          env=ENV, cwd=REPO)
+    proc = subprocess.run(
+        [str(venv / "bin" / "csrefiner"), *map(str, args)], capture_output=True, text=True, env=ENV, cwd=REPO
+    )
     if check and proc.returncode != 0:
         raise AssertionError(f"csrefiner {' '.join(map(str, args))} failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
     return proc
 
 
 def cp4_python(venv: Path, code: str) -> str:
-    proc = subprocess.run([str(venv / "bin" / "python"), "-c", textwrap.dedent(code)], capture_output=True,
-                          text=True, env=ENV, cwd=REPO)
+    proc = subprocess.run(
+        [str(venv / "bin" / "python"), "-c", textwrap.dedent(code)], capture_output=True, text=True, env=ENV, cwd=REPO
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     return proc.stdout
 
@@ -110,8 +123,28 @@ def data(tmp_path_factory):
 def model(venv, data):
     """One short training of the tiny CPSAM-architecture network from scratch (~40 s; the run the tests inspect)."""
     out = data / "m"
-    cp4(venv, "finetune", "--model", "cpsam", "--train", data / "train", "--val", data / "val", "--pretrained",
-        "scratch", "--out", out, "--epochs", 15, "--eval-every", 5, "--lr", 2e-3, *LEARN, *TINY)
+    cp4(
+        venv,
+        "finetune",
+        "--model",
+        "cpsam",
+        "--train",
+        data / "train",
+        "--val",
+        data / "val",
+        "--pretrained",
+        "scratch",
+        "--out",
+        out,
+        "--epochs",
+        15,
+        "--eval-every",
+        5,
+        "--lr",
+        2e-3,
+        *LEARN,
+        *TINY,
+    )
     return out
 
 
@@ -132,8 +165,22 @@ def test_main_env_says_cpsam_needs_its_own_environment(tmp_path, data):
     pytest.importorskip("cellpose")
     from conftest import run_cli
 
-    proc = run_cli("finetune", "--model", "cpsam", "--train", data / "train", "--val", data / "val",
-                   "--pretrained", "scratch", "--out", tmp_path / "m", "--epochs", 1, check=False)
+    proc = run_cli(
+        "finetune",
+        "--model",
+        "cpsam",
+        "--train",
+        data / "train",
+        "--val",
+        data / "val",
+        "--pretrained",
+        "scratch",
+        "--out",
+        tmp_path / "m",
+        "--epochs",
+        1,
+        check=False,
+    )
     assert proc.returncode != 0 and "cellpose 4" in proc.stderr and "constraints-cpsam.txt" in proc.stderr
     assert not (tmp_path / "m").exists()
 
@@ -156,13 +203,15 @@ def test_finetune_writes_a_cpsam_model_folder(model):
 
 def test_save_load_gives_identical_predictions(venv, model, data):
     """The network output and masks of a model re-loaded from its folder equal those of the trainer's model."""
-    out = cp4_python(venv, f"""
+    out = cp4_python(
+        venv,
+        f"""
         import json, numpy as np, torch
         from pathlib import Path
         from csrefiner.models.backends.cpsam import BACKEND
         from csrefiner.models.base import Pretrained, TrainParams
         from csrefiner.models.data import read_folder
-        train, val = read_folder(Path("{data / 'train'}"))[:2], read_folder(Path("{data / 'val'}"))
+        train, val = read_folder(Path("{data / "train"}"))[:2], read_folder(Path("{data / "val"}"))
         p = TrainParams(epochs=1, batch_size=2, device="cpu", options={{"encoder": "tiny", "bsize": "128"}})
         tr = BACKEND.trainer(Pretrained("{model}", Path("{model}"), folder=True), p, train, val)
         tr.train_epoch(np.arange(len(train)), 1e-4, 0)  # weights now differ from the folder's
@@ -171,15 +220,16 @@ def test_save_load_gives_identical_predictions(venv, model, data):
             tr.net.eval(); raw_a = tr.net(x)[0].numpy()
         tr.config["cellprob_threshold"] = float(np.percentile(raw_a[:, 2], 75))  # some foreground to follow
         masks_a = [tr.segmenter().predict(s.image) for s in val]
-        tr.save(Path("{data / 'resaved'}"))
-        seg = BACKEND.load(Pretrained("re", Path("{data / 'resaved'}"), folder=True), p)
+        tr.save(Path("{data / "resaved"}"))
+        seg = BACKEND.load(Pretrained("re", Path("{data / "resaved"}"), folder=True), p)
         with torch.no_grad():
             raw_b = seg.net(x)[0].numpy()
         masks_b = [seg.predict(s.image) for s in val]
         print(json.dumps({{"raw_equal": bool(np.array_equal(raw_a, raw_b)), "raw_std": float(raw_a.std()),
                            "masks_equal": all(np.array_equal(a, b) for a, b in zip(masks_a, masks_b)),
                            "objects": [int(m.max()) for m in masks_a], "dtype": str(masks_b[0].dtype)}}))
-    """)
+    """,
+    )
     res = json.loads(out.strip().splitlines()[-1])
     # the network output (flows + cell probability) is bit-identical; masks are a deterministic function of
     # it (the threshold above keeps some foreground whatever the network has learned)
@@ -219,23 +269,27 @@ def test_predict_seconds_per_256_patch(venv, model, data, capsys):
 
 def test_pretrained_names_and_files_are_checked_before_any_download(venv, tmp_path):
     """No download ever: missing cpsam_v2, cellpose 3 names, typos and CP3/foreign files give clear errors."""
-    out = cp4_python(venv, f"""
+    out = cp4_python(
+        venv,
+        f"""
         import json, os, torch
-        os.environ["CELLPOSE_LOCAL_MODELS_PATH"] = "{tmp_path / 'models'}"
+        os.environ["CELLPOSE_LOCAL_MODELS_PATH"] = "{tmp_path / "models"}"
         from csrefiner.errors import CsrefinerError
         from csrefiner.models.backends.cpsam import BACKEND
-        torch.save({{"output.2.weight": torch.zeros(3, 32, 1, 1), "downsample.down.res_down_0.proj.1.weight": torch.zeros(1)}}, "{tmp_path / 'cp3.pt'}")
-        torch.save({{"foo": torch.zeros(1)}}, "{tmp_path / 'foreign.pt'}")
-        (open("{tmp_path / 'broken.pt'}", "w")).write("not a model")
+        torch.save({{"output.2.weight": torch.zeros(3, 32, 1, 1),
+                    "downsample.down.res_down_0.proj.1.weight": torch.zeros(1)}}, "{tmp_path / "cp3.pt"}")
+        torch.save({{"foo": torch.zeros(1)}}, "{tmp_path / "foreign.pt"}")
+        (open("{tmp_path / "broken.pt"}", "w")).write("not a model")
         msgs = {{}}
-        for spec in ("cpsam_v2", "cyto3", "nuclei", "cpsam_v3", "{tmp_path / 'typo.pt'}", "{tmp_path / 'cp3.pt'}",
-                     "{tmp_path / 'foreign.pt'}", "{tmp_path / 'broken.pt'}"):
+        for spec in ("cpsam_v2", "cyto3", "nuclei", "cpsam_v3", "{tmp_path / "typo.pt"}", "{tmp_path / "cp3.pt"}",
+                     "{tmp_path / "foreign.pt"}", "{tmp_path / "broken.pt"}"):
             try:
                 BACKEND.resolve(spec); msgs[spec] = "no error"
             except CsrefinerError as exc:
                 msgs[spec] = str(exc)
         print(json.dumps(msgs))
-    """)
+    """,
+    )
     msgs = json.loads(out.strip().splitlines()[-1])
     missing = msgs["cpsam_v2"]
     assert "'cpsam_v2'" in missing and str(tmp_path / "models") in missing and "huggingface.co" in missing
@@ -250,19 +304,22 @@ def test_pretrained_names_and_files_are_checked_before_any_download(venv, tmp_pa
 def test_training_from_scratch_beats_the_untrained_network(venv, model, data):
     """Held-out EASY nuclei: the untrained tiny network finds ~nothing, 15 short epochs reach F1 >= 0.5."""
     untrained = data / "untrained_pred"
-    cp4_python(venv, f"""
+    cp4_python(
+        venv,
+        f"""
         from pathlib import Path
         from csrefiner.io import write_labels
         from csrefiner.models.backends.cpsam import BACKEND
         from csrefiner.models.base import Pretrained, TrainParams
         from csrefiner.models.data import read_folder
-        train, test = read_folder(Path("{data / 'train'}")), read_folder(Path("{data / 'test'}"))
+        train, test = read_folder(Path("{data / "train"}")), read_folder(Path("{data / "test"}"))
         p = TrainParams(epochs=1, batch_size=4, device="cpu", seed=0, options={{"encoder": "tiny", "bsize": "128"}})
         seg = BACKEND.trainer(Pretrained("scratch"), p, train, test).segmenter()
         out = Path("{untrained}"); out.mkdir()
         for s in test:  # the same random initialisation (seed 0) that the trained model started from
             write_labels(out / (s.key + "-mask.tif"), seg.predict(s.image))
-    """)
+    """,
+    )
     before = held_out_f1(data / "test", untrained)
     after = segment_f1(venv, model, data / "test", data / "test_pred")
     # measured here: 0.0 -> 1.0 (4 patches, 79 nuclei)
@@ -273,8 +330,27 @@ def test_fine_tune_on_hard_nuclei_raises_hard_f1(venv, model, data):
     """The EASY-trained network, fine-tuned briefly on dense, blurred (HARD) patches, does better on held-out HARD."""
     before = segment_f1(venv, model, data / "hard_test", data / "hard_before")
     tuned = data / "m_hard"
-    cp4(venv, "finetune", "--model", "cpsam", "--train", data / "hard_train", "--val", data / "hard_val",
-        "--pretrained", model, "--out", tuned, "--epochs", 8, "--eval-every", 4, "--lr", 1e-3, *LEARN)
+    cp4(
+        venv,
+        "finetune",
+        "--model",
+        "cpsam",
+        "--train",
+        data / "hard_train",
+        "--val",
+        data / "hard_val",
+        "--pretrained",
+        model,
+        "--out",
+        tuned,
+        "--epochs",
+        8,
+        "--eval-every",
+        4,
+        "--lr",
+        1e-3,
+        *LEARN,
+    )
     after = segment_f1(venv, tuned, data / "hard_test", data / "hard_after")
     assert json.loads((tuned / "model.json").read_text())["base_model"]["name"] != "scratch"
     # measured here: 0.44 -> 0.82

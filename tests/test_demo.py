@@ -28,8 +28,19 @@ def demo(tmp_path_factory):
     from conftest import run_cli
 
     out = tmp_path_factory.mktemp("demo") / "run"
-    proc = run_cli("demo", "run", "--quick", "--out", out, "--seed", "0", "--models", "cellpose,no_such_backend",
-                   "--pretrained", "scratch")
+    proc = run_cli(
+        "demo",
+        "run",
+        "--quick",
+        "--out",
+        out,
+        "--seed",
+        "0",
+        "--models",
+        "cellpose,no_such_backend",
+        "--pretrained",
+        "scratch",
+    )
     summary = json.loads((out / "summary.json").read_text())
     return out, summary, proc.stdout
 
@@ -104,10 +115,20 @@ def test_every_artefact_exists_and_opens(demo):
     from PIL import Image
 
     out, summary, _ = demo
-    for rel in ("report.html", "summary.json", "evaluation/heldout_hard/paired_tests.csv", "data/demo.json",
-                "models/cellpose-baseline/model.json", "models/cellpose-finetuned/model.json",
-                "models/cellpose-finetuned/train_log.json", "suggest/ranking.csv", "data/slide.gem.gz",
-                "annotated/annotate.json", "wsi/slide-stitch.json", "wsi/slide-preview.png"):
+    for rel in (
+        "report.html",
+        "summary.json",
+        "evaluation/heldout_hard/paired_tests.csv",
+        "data/demo.json",
+        "models/cellpose-baseline/model.json",
+        "models/cellpose-finetuned/model.json",
+        "models/cellpose-finetuned/train_log.json",
+        "suggest/ranking.csv",
+        "data/slide.gem.gz",
+        "annotated/annotate.json",
+        "wsi/slide-stitch.json",
+        "wsi/slide-preview.png",
+    ):
         assert (out / rel).is_file(), rel
     pngs = sorted((out / "figures").glob("*.png"))
     assert len(pngs) >= 8  # overlays, slide, labels, 2 loss curves, box plots
@@ -139,13 +160,18 @@ def test_report_is_self_contained_and_matches_the_json(demo):
     for src in page.images:
         with Image.open(io.BytesIO(base64.b64decode(src.split(",", 1)[1]))) as im:
             im.verify()
-    assert "src=\"http" not in text and "href=\"http" not in text
+    assert 'src="http' not in text and 'href="http' not in text
     # every number on the page is the JSON's value, formatted
     assert len(page.values) > 60
     wrong = {k: (v, lookup(summary, k)) for k, v in page.values.items() if not shown_as(lookup(summary, k), v)}
     assert not wrong
-    for key in ("gain/cellpose/f1_before", "gain/cellpose/f1_after", "gain/cellpose/f1_gain",
-                "hard/methods/cellpose-finetuned/macro/recall", "comparisons/hard/cellpose/f1/p_value"):
+    for key in (
+        "gain/cellpose/f1_before",
+        "gain/cellpose/f1_after",
+        "gain/cellpose/f1_gain",
+        "hard/methods/cellpose-finetuned/macro/recall",
+        "comparisons/hard/cellpose/f1/p_value",
+    ):
         assert key in page.values
 
 
@@ -197,8 +223,9 @@ def test_demo_data_is_reproducible_and_annotate_checks_its_input(tmp_path):
     assert all((a / f).read_bytes() == (b / f).read_bytes() for f in files)
     again = run_cli("demo", "data", "--quick", "--out", a, check=False)
     assert again.returncode != 0 and "--force" in again.stderr
-    bad = run_cli("demo", "annotate", "--suggested", tmp_path / "nope", "--data", a, "--out", tmp_path / "ann",
-                  check=False)
+    bad = run_cli(
+        "demo", "annotate", "--suggested", tmp_path / "nope", "--data", a, "--out", tmp_path / "ann", check=False
+    )
     assert bad.returncode != 0 and "summary.json" in bad.stderr and not (tmp_path / "ann").exists()
 
 

@@ -49,8 +49,16 @@ def patch(tmp_path):
 def test_round_trip_keeps_every_object(cli, patch):
     d, lab = patch
     cli("annotations", "to-geojson", "--mask", d / f"{KEY}-mask.tif", "--out", d / "objects.geojson")
-    proc = cli("annotations", "to-masks", "--geojson", d / "objects.geojson", "--image", d / f"{KEY}-img.tif",
-               "--out", d / "back")
+    proc = cli(
+        "annotations",
+        "to-masks",
+        "--geojson",
+        d / "objects.geojson",
+        "--image",
+        d / f"{KEY}-img.tif",
+        "--out",
+        d / "back",
+    )
     assert "warning" not in proc.stderr
     back = read_labels(d / "back" / f"{KEY}-mask.tif")
     m = matching(lab, back, thresh=0.95)
@@ -66,8 +74,20 @@ def test_round_trip_keeps_every_object(cli, patch):
 
 def test_export_keys_match_qupath(cli, patch):
     d, _ = patch
-    cli("annotations", "to-geojson", "--mask", d / f"{KEY}-mask.tif", "--out", d / "o.geojson", "--object-type",
-        "detection", "--class", "Nucleus", "--color", "10,20,30")
+    cli(
+        "annotations",
+        "to-geojson",
+        "--mask",
+        d / f"{KEY}-mask.tif",
+        "--out",
+        d / "o.geojson",
+        "--object-type",
+        "detection",
+        "--class",
+        "Nucleus",
+        "--color",
+        "10,20,30",
+    )
     ours = json.loads((d / "o.geojson").read_text())
     ref = json.loads(QUPATH.read_text())
     assert ours["type"] == ref["type"] == "FeatureCollection" and set(ours) == set(ref)
@@ -96,30 +116,72 @@ def test_reads_a_qupath_export(cli, tmp_path):
     assert lab[14, 14] == 0 and lab[6, 6] == lab[22, 22] == 1  # the ring's hole stays empty
     assert (lab[44:54, 4:14] == 4).all() and (lab[44:50, 16:22] == 4).all()  # legacy MultiPolygon, one object
     assert (lab == 3).sum() == 18 * 18  # the cell's outline
-    cli("annotations", "to-masks", "--geojson", QUPATH, "--image", tmp_path / "roi-img.tif", "--out", tmp_path,
-        "--nucleus", "--object-type", "cell", "--force")
+    cli(
+        "annotations",
+        "to-masks",
+        "--geojson",
+        QUPATH,
+        "--image",
+        tmp_path / "roi-img.tif",
+        "--out",
+        tmp_path,
+        "--nucleus",
+        "--object-type",
+        "cell",
+        "--force",
+    )
     assert (read_labels(tmp_path / "roi-mask.tif") == 1).sum() == 8 * 8  # only the cell, by its nucleus
 
 
 def test_slide_origin(cli, patch):
     d, lab = patch
     cli("annotations", "to-geojson", "--mask", d / f"{KEY}-mask.tif", "--out", d / "s.geojson", "--origin", "slide")
-    xy = np.concatenate([np.array(r) for f in json.loads((d / "s.geojson").read_text())["features"]
-                         for poly in ([f["geometry"]["coordinates"]] if f["geometry"]["type"] == "Polygon"
-                                      else f["geometry"]["coordinates"]) for r in poly])
+    xy = np.concatenate(
+        [
+            np.array(r)
+            for f in json.loads((d / "s.geojson").read_text())["features"]
+            for poly in (
+                [f["geometry"]["coordinates"]] if f["geometry"]["type"] == "Polygon" else f["geometry"]["coordinates"]
+            )
+            for r in poly
+        ]
+    )
     assert xy[:, 0].min() >= 512 and xy[:, 1].min() >= 256 and xy[:, 0].max() <= 512 + 256
-    cli("annotations", "to-masks", "--geojson", d / "s.geojson", "--image", d / f"{KEY}-img.tif", "--out", d / "b",
-        "--origin", "slide")
+    cli(
+        "annotations",
+        "to-masks",
+        "--geojson",
+        d / "s.geojson",
+        "--image",
+        d / f"{KEY}-img.tif",
+        "--out",
+        d / "b",
+        "--origin",
+        "slide",
+    )
     assert np.array_equal(sequential(lab)[0], sequential(read_labels(d / "b" / f"{KEY}-mask.tif"))[0])
-    proc = cli("annotations", "to-masks", "--geojson", d / "s.geojson", "--image", d / f"{KEY}-img.tif", "--out",
-               d / "c", check=False)  # slide coordinates read as image coordinates: mostly outside
+    proc = cli(
+        "annotations",
+        "to-masks",
+        "--geojson",
+        d / "s.geojson",
+        "--image",
+        d / f"{KEY}-img.tif",
+        "--out",
+        d / "c",
+        check=False,
+    )  # slide coordinates read as image coordinates: mostly outside
     assert proc.returncode == 2 and "outside the 256 x 256 image" in proc.stderr and not (d / "c").exists()
 
 
 def _collection(*geometries):
-    return {"type": "FeatureCollection", "features": [
-        {"type": "Feature", "id": f"obj-{i}", "geometry": g, "properties": {"objectType": "annotation"}}
-        for i, g in enumerate(geometries)]}
+    return {
+        "type": "FeatureCollection",
+        "features": [
+            {"type": "Feature", "id": f"obj-{i}", "geometry": g, "properties": {"objectType": "annotation"}}
+            for i, g in enumerate(geometries)
+        ],
+    }
 
 
 def test_invalid_and_outside_features_are_named(cli, tmp_path):
@@ -128,8 +190,16 @@ def test_invalid_and_outside_features_are_named(cli, tmp_path):
     bowtie = {"type": "Polygon", "coordinates": [[[20, 20], [30, 30], [30, 20], [20, 30], [20, 20]]]}
     partly_out = {"type": "Polygon", "coordinates": [[[35, 2], [45, 2], [45, 8], [35, 8], [35, 2]]]}
     (tmp_path / "bad.geojson").write_text(json.dumps(_collection(square, bowtie, partly_out)))
-    args = ("annotations", "to-masks", "--geojson", tmp_path / "bad.geojson", "--image", tmp_path / "p-img.tif",
-            "--out", tmp_path / "out")
+    args = (
+        "annotations",
+        "to-masks",
+        "--geojson",
+        tmp_path / "bad.geojson",
+        "--image",
+        tmp_path / "p-img.tif",
+        "--out",
+        tmp_path / "out",
+    )
     proc = cli(*args, check=False)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert "feature #1, id obj-1: self-intersecting polygon" in proc.stderr and not (tmp_path / "out").exists()
@@ -145,8 +215,15 @@ def test_geometry_checks():
         parse_geometry({"type": "Polygon", "coordinates": [[["a", "b"], [1, 2], [3, 4]]]})
     with pytest.raises(GeometryError, match="fewer than 3"):
         parse_geometry({"type": "Polygon", "coordinates": [[[0, 0], [5, 5], [0, 0]]]})
-    outside_hole = parse_geometry({"type": "Polygon", "coordinates": [
-        [[0, 0], [10, 0], [10, 10], [0, 10], [0, 0]], [[12, 12], [14, 12], [14, 14], [12, 14], [12, 12]]]})
+    outside_hole = parse_geometry(
+        {
+            "type": "Polygon",
+            "coordinates": [
+                [[0, 0], [10, 0], [10, 10], [0, 10], [0, 0]],
+                [[12, 12], [14, 12], [14, 14], [12, 14], [12, 12]],
+            ],
+        }
+    )
     with pytest.raises(GeometryError, match="outside its polygon"):
         rasterise(outside_hole)
     open_ring = parse_geometry({"type": "Polygon", "coordinates": [[[0, 0], [4, 0], [4, 4], [0, 4]]]})

@@ -40,9 +40,9 @@ def corrupted(tmp_path_factory):
 
 
 def _f1(truth_dir, pred_dir, keys, suffix):
-    return np.mean([
-        matching(read_labels(truth_dir / f"{k}-mask.tif"), read_labels(pred_dir / f"{k}{suffix}"))["f1"] for k in keys
-    ])
+    return np.mean(
+        [matching(read_labels(truth_dir / f"{k}-mask.tif"), read_labels(pred_dir / f"{k}{suffix}"))["f1"] for k in keys]
+    )
 
 
 def test_consensus_beats_every_copy(cli, corrupted):

@@ -39,9 +39,19 @@ SN = "SS200000001TL"
 
 def _slide(path: Path) -> np.ndarray:
     img = (np.random.default_rng(0).random((H, W)) * 255).astype(np.uint8)
-    tifffile.imwrite(path, img, tile=(256, 256), compression="zlib",
-                     metadata={"axes": "YX", "PhysicalSizeX": UM, "PhysicalSizeXUnit": "µm",
-                               "PhysicalSizeY": UM, "PhysicalSizeYUnit": "µm"})
+    tifffile.imwrite(
+        path,
+        img,
+        tile=(256, 256),
+        compression="zlib",
+        metadata={
+            "axes": "YX",
+            "PhysicalSizeX": UM,
+            "PhysicalSizeXUnit": "µm",
+            "PhysicalSizeY": UM,
+            "PhysicalSizeYUnit": "µm",
+        },
+    )
     return img
 
 
@@ -65,8 +75,15 @@ def _gem(path: Path, mask: np.ndarray, offset: tuple[int, int]) -> np.ndarray:
     n = 30_000
     x, y = rng.integers(0, W, n), rng.integers(0, H, n)
     g = rng.integers(0, 40, n)
-    rec = pd.DataFrame({"geneID": [f"G{v:03d}" for v in g], "geneName": [f"Gene{v}" for v in g],
-                        "x": x + offset[0], "y": y + offset[1], "MIDCount": rng.integers(1, 6, n)})
+    rec = pd.DataFrame(
+        {
+            "geneID": [f"G{v:03d}" for v in g],
+            "geneName": [f"Gene{v}" for v in g],
+            "x": x + offset[0],
+            "y": y + offset[1],
+            "MIDCount": rng.integers(1, 6, n),
+        }
+    )
     rec = rec.groupby(["geneID", "geneName", "x", "y"], as_index=False)["MIDCount"].sum()
     rec["ExonCount"] = rng.integers(0, rec.MIDCount + 1)
     head = "#FileFormat=GEMv0.2\n" + (f"#OffsetX={offset[0]}\n#OffsetY={offset[1]}\n" if any(offset) else "")
@@ -107,25 +124,46 @@ def chip(tmp_path_factory):
     gt = _cells()
     manifest = tile_slide(d / "slide.ome.tif", d / "tiles", tile_size=256, overlap=64)
     for t in manifest.tiles:
-        write_labels(d / "tiles" / f"{manifest.key(t)}-mask.tif", gt[t.y : t.y + t.h, t.x : t.x + t.w],
-                     pixel_size_um=read_pixel_size(d / "tiles" / manifest.image_name(t)))
+        write_labels(
+            d / "tiles" / f"{manifest.key(t)}-mask.tif",
+            gt[t.y : t.y + t.h, t.x : t.x + t.w],
+            pixel_size_um=read_pixel_size(d / "tiles" / manifest.image_name(t)),
+        )
     stitch_tiles(d / "tiles" / "manifest.json", d / "tiles", d / "mask.ome.tif")
     write_preview(d / "mask.ome.tif", manifest, d / "preview.png")
     mask = tifffile.imread(d / "mask.ome.tif")
     case = {}
     for name, offset in (("offset", OFFSET), ("plain", (0, 0))):
         exon, rec = _gem(d / f"{name}.gem.gz", mask, offset)
-        cgef(d / f"{name}.gem.gz", d / "mask.ome.tif", d / f"{name}.cellbin.gef", h5ad=d / f"{name}.h5ad",
-             lowres_image=d / "preview.png" if name == "offset" else None)
+        cgef(
+            d / f"{name}.gem.gz",
+            d / "mask.ome.tif",
+            d / f"{name}.cellbin.gef",
+            h5ad=d / f"{name}.h5ad",
+            lowres_image=d / "preview.png" if name == "offset" else None,
+        )
         np.save(d / f"{name}.exon.npy", exon)
-        case[name] = {"slide": str(d / "slide.ome.tif"), "mask": str(d / "mask.ome.tif"), "table": str(d / f"{name}.h5ad"),
-                      "gef": str(d / f"{name}.cellbin.gef"), "zarr": str(d / f"{name}.zarr"), "offset": list(offset),
-                      "pixel_size_um": UM}
+        case[name] = {
+            "slide": str(d / "slide.ome.tif"),
+            "mask": str(d / "mask.ome.tif"),
+            "table": str(d / f"{name}.h5ad"),
+            "gef": str(d / f"{name}.cellbin.gef"),
+            "zarr": str(d / f"{name}.zarr"),
+            "offset": list(offset),
+            "pixel_size_um": UM,
+        }
         if name == "offset":
             _bgef(d / "offset.bgef", rec)
-    case["saw"] = {"dir": str(d / "saw"), "sn": SN, "bgef": str(d / "offset.bgef"), "mask": str(d / "mask.ome.tif"),
-                   "slide": str(d / "slide.ome.tif"), "gef": case["offset"]["gef"], "h5ad": case["offset"]["table"],
-                   "exon": str(d / "offset.exon.npy")}
+    case["saw"] = {
+        "dir": str(d / "saw"),
+        "sn": SN,
+        "bgef": str(d / "offset.bgef"),
+        "mask": str(d / "mask.ome.tif"),
+        "slide": str(d / "slide.ome.tif"),
+        "gef": case["offset"]["gef"],
+        "h5ad": case["offset"]["table"],
+        "exon": str(d / "offset.exon.npy"),
+    }
     (d / "case.json").write_text(json.dumps(case))
     return {"dir": d, "gt": gt, "mask": mask, "manifest": manifest, "case": case}
 
@@ -203,8 +241,10 @@ def _venv(name: str, target: str) -> Path:
         if proc.returncode:
             print(f"\n!!! make {target} failed:\n{proc.stderr[-2000:]}")
     if not (REPO / name / ".installed").exists():
-        pytest.skip(f"!!! CLIENT CHECK NOT RUN: {name} missing and `make {target}` did not build it "
-                    "(no package registry?); run `make {target}`")
+        pytest.skip(
+            f"!!! CLIENT CHECK NOT RUN: {name} missing and `make {target}` did not build it "
+            "(no package registry?); run `make {target}`"
+        )
     return py
 
 
@@ -212,13 +252,20 @@ def _venv(name: str, target: str) -> Path:
 def client_results(chip):
     py = _venv(".venv-clients", "venv-clients")
     env = {**os.environ, "PYTHONPATH": str(REPO), "MPLBACKEND": "Agg"}
-    proc = subprocess.run([str(py), str(REPO / "tests" / "clients" / "check_clients.py"), str(chip["dir"])],
-                          capture_output=True, text=True, env=env, timeout=600)
+    proc = subprocess.run(
+        [str(py), str(REPO / "tests" / "clients" / "check_clients.py"), str(chip["dir"])],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     return json.loads((chip["dir"] / "results.json").read_text())
 
 
-@pytest.mark.parametrize("check", ["zarr_offset", "zarr_plain", "scanpy", "squidpy", "ome_types", "napari", "stereoseq"])
+@pytest.mark.parametrize(
+    "check", ["zarr_offset", "zarr_plain", "scanpy", "squidpy", "ome_types", "napari", "stereoseq"]
+)
 def test_client(client_results, check):
     assert client_results[check] == "ok", client_results[check]
 
@@ -237,6 +284,7 @@ print("ok")
 
 def test_stereopy_opens_h5ad_as_cell_bins(chip):
     py = _venv(".venv-stereopy", "venv-stereopy")
-    proc = subprocess.run([str(py), "-c", STEREOPY, chip["case"]["offset"]["table"], SN], capture_output=True,
-                          text=True, timeout=300)
+    proc = subprocess.run(
+        [str(py), "-c", STEREOPY, chip["case"]["offset"]["table"], SN], capture_output=True, text=True, timeout=300
+    )
     assert proc.returncode == 0 and proc.stdout.strip().endswith("ok"), proc.stderr[-3000:]

@@ -4,7 +4,14 @@ import tifffile
 
 from csrefiner.errors import CsrefinerError
 from csrefiner.io import (
-    image_mask_pairs, pair_folders, parse_coords, patch_name, read_image, read_labels, sample_key, write_image,
+    image_mask_pairs,
+    pair_folders,
+    parse_coords,
+    patch_name,
+    read_image,
+    read_labels,
+    sample_key,
+    write_image,
     write_labels,
 )
 
@@ -105,7 +112,9 @@ def test_pairing_gt_and_predictions(tmp_path):
     for k in ["a", "b"]:
         write_labels(tmp_path / "pred" / f"{k}.tif", np.zeros((8, 8), np.uint32))
     assert [(k, g.name, p.name) for k, g, p in pair_folders(tmp_path / "gt", tmp_path / "pred")] == [
-        ("a", "a-mask.tif", "a.tif"), ("b", "b-mask.tif", "b.tif")]
+        ("a", "a-mask.tif", "a.tif"),
+        ("b", "b-mask.tif", "b.tif"),
+    ]
     write_labels(tmp_path / "pred" / "c.tif", np.zeros((8, 8), np.uint32))
     with pytest.raises(CsrefinerError, match="without ground truth.*c.tif"):
         pair_folders(tmp_path / "gt", tmp_path / "pred")

@@ -9,8 +9,20 @@ from csrefiner.metrics.overlap import label_overlap
 from csrefiner.models.classical import watershed_nuclei
 
 stardist_matching = pytest.importorskip("stardist.matching")
-FIELDS = ("fp", "tp", "fn", "precision", "recall", "accuracy", "f1", "n_true", "n_pred",
-          "mean_true_score", "mean_matched_score", "panoptic_quality")
+FIELDS = (
+    "fp",
+    "tp",
+    "fn",
+    "precision",
+    "recall",
+    "accuracy",
+    "f1",
+    "n_true",
+    "n_pred",
+    "mean_true_score",
+    "mean_matched_score",
+    "panoptic_quality",
+)
 
 
 def assert_same_as_stardist(y_true, y_pred, thresholds):

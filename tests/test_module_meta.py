@@ -11,7 +11,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from nf_modules import REPO, Channel, channels
 
 MODULE_DIRS = sorted(p.parent for p in (REPO / "modules").glob("*/main.nf"))
@@ -68,7 +67,9 @@ def header_problems(module_dir: Path) -> list[str]:
         problems += [f"tools.{name}.{f} is missing" for f in ("description", "homepage", "licence") if not spec.get(f)]
         if spec.get("homepage") and not re.match(r"https?://", spec["homepage"]):
             problems.append(f"tools.{name}.homepage is not a URL")
-    versions = [c for c in channels((module_dir / "main.nf").read_text(), "output") if c.options.get("emit") == "versions"]
+    versions = [
+        c for c in channels((module_dir / "main.nf").read_text(), "output") if c.options.get("emit") == "versions"
+    ]
     if len(versions) != 1:
         problems.append("main.nf: one `versions` output expected")
     else:  # the tool the versions output names (its quoted, non-template val) is one of the tools described
@@ -125,8 +126,9 @@ def output_problems(module_dir: Path) -> list[str]:
     for ch in declared:
         if "topic" in ch.options:
             topics.setdefault(ch.options["topic"], []).append([e.name for e in ch.elements])
-    described_topics = {name: [[n for n, _ in _yaml_channel(c)] for c in chans]
-                        for name, chans in (meta.get("topics") or {}).items()}
+    described_topics = {
+        name: [[n for n, _ in _yaml_channel(c)] for c in chans] for name, chans in (meta.get("topics") or {}).items()
+    }
     if described_topics != topics:
         problems.append(f"topics {topics} in main.nf, {described_topics} in meta.yml")
     return problems
@@ -138,7 +140,9 @@ def missing_meta(root: Path) -> list[str]:
 
 def test_every_module_has_meta_yml():
     assert len(MODULE_DIRS) == 14
-    assert not missing_meta(REPO), f"modules without meta.yml (nf-core layout: main.nf + meta.yml): {missing_meta(REPO)}"
+    assert not missing_meta(REPO), (
+        f"modules without meta.yml (nf-core layout: main.nf + meta.yml): {missing_meta(REPO)}"
+    )
 
 
 @pytest.mark.parametrize("module_dir", MODULE_DIRS, ids=[d.name for d in MODULE_DIRS])
@@ -155,10 +159,12 @@ def test_checker_catches_broken_copies(tmp_path):
     (tmp_path / "modules" / "tile" / "meta.yml").unlink()
     cgef = tmp_path / "modules" / "cgef"
     text = (cgef / "main.nf").read_text()
-    for old, new in [("path(matrix)", "path(gem)"),
-                     ("emit: h5ad\n", 'emit: h5ad\n    tuple val(meta), path("x.csv"), emit: extra\n'),
-                     (", topic: versions", ""),
-                     ("val('csrefiner')", "val('csrefiner2')")]:
+    for old, new in [
+        ("path(matrix)", "path(gem)"),
+        ("emit: h5ad\n", 'emit: h5ad\n    tuple val(meta), path("x.csv"), emit: extra\n'),
+        (", topic: versions", ""),
+        ("val('csrefiner')", "val('csrefiner2')"),
+    ]:
         assert old in text, f"test needs updating: {old!r} not in modules/cgef/main.nf"
         text = text.replace(old, new, 1)
     (cgef / "main.nf").write_text(text)

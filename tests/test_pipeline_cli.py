@@ -11,19 +11,34 @@ import re
 
 import pytest
 import typer.main
+from nf_modules import REPO, aliases, ext_args, invocations, load_modules
 
 from csrefiner.cli import app
-from nf_modules import REPO, aliases, ext_args, invocations, load_modules
 
 # The pipeline's steps: module folder == `csrefiner` subcommand, demo_<x> == `csrefiner demo <x>` (test_gem is
 # test data, not a step).
-EXPECTED_STEPS = ["synth", "tile", "crop", "finetune", "segment", "stitch", "evaluate", "consensus", "suggest", "cgef",
-                  "demo_data", "demo_annotate", "demo_report"]
+EXPECTED_STEPS = [
+    "synth",
+    "tile",
+    "crop",
+    "finetune",
+    "segment",
+    "stitch",
+    "evaluate",
+    "consensus",
+    "suggest",
+    "cgef",
+    "demo_data",
+    "demo_annotate",
+    "demo_report",
+]
 NOT_STEPS = {"test_gem"}
 
 
 def words(step: str) -> tuple[str, ...]:
     return tuple(step.split("_", 1)) if step.startswith("demo_") else (step,)
+
+
 MODULES = load_modules()
 
 
@@ -67,7 +82,9 @@ def test_step_exists_in_cli(step):
 @pytest.mark.parametrize("step", EXPECTED_STEPS)
 def test_module_calls_its_step(step):
     calls = invocations(MODULES[step], GROUPS)
-    assert [c.words for c in calls] == [list(words(step))], f"modules/{step}/main.nf should call `csrefiner {step}` once"
+    assert [c.words for c in calls] == [list(words(step))], (
+        f"modules/{step}/main.nf should call `csrefiner {step}` once"
+    )
 
 
 def call_problems(where: str, call) -> list[str]:

@@ -19,10 +19,20 @@ from pathlib import Path
 import numpy as np
 import pytest
 import typer.main
+from nf_modules import (
+    REPO,
+    ext_args,
+    ext_prefixes,
+    load_modules,
+    pipeline_params,
+    render,
+    run_task,
+    stage,
+    task_context,
+)
 
 from csrefiner.cli import app
 from csrefiner.io import read_image, read_labels
-from nf_modules import REPO, ext_args, ext_prefixes, load_modules, pipeline_params, render, run_task, stage, task_context
 
 STRICT = os.environ.get("CSREFINER_FLOW_STRICT", "0") == "1"
 MODULES = load_modules()
@@ -75,8 +85,16 @@ class Flow:
             return False
         return True
 
-    def task(self, process: str, step: str, meta: dict, inputs: dict, staged: dict, defs: dict | None = None,
-             selector: str | None = None) -> dict:
+    def task(
+        self,
+        process: str,
+        step: str,
+        meta: dict,
+        inputs: dict,
+        staged: dict,
+        defs: dict | None = None,
+        selector: str | None = None,
+    ) -> dict:
         """Stage inputs ({into-folder or '': files}), render ext.args and the script, run, return outputs."""
         module = MODULES[step]
         workdir = self.work / f"{process}.{meta['id']}.{len(self.ran)}"
@@ -97,7 +115,9 @@ def segment(flow: Flow, process: str, meta: dict, model_dir: Path | None, images
     staged = f"model/{model_dir.name}" if model_dir else ""  # stageAs 'model/*': never clashes with the output
     model_arg = f"--model-dir {staged}" if model_dir else f"--model {meta['backend']}:{meta['model_name']}"
     return flow.task(
-        process, "segment", meta,
+        process,
+        "segment",
+        meta,
         {"model": staged, "images": "input", "model_cache": ""},
         {"model": [model_dir] if model_dir else [], "input": images},
         defs={"model_arg": model_arg, "device": "cpu", "cache_dir": ""},
@@ -105,30 +125,44 @@ def segment(flow: Flow, process: str, meta: dict, model_dir: Path | None, images
 
 
 def finetune_task(flow: Flow, process: str, meta: dict, train: list[Path], val: list[Path], base: Path | None) -> Path:
-    out = flow.task(process, "finetune", meta,
-                    {"train": "train", "val": "val" if val else "", "base_model": base.name if base else "",
-                     "model_cache": ""},
-                    {"train": train, "val": val, "": [base] if base else []},
-                    defs={"pretrained": base.name if base else meta["pretrained"], "device": "cpu", "cache_dir": "",
-                          "val_arg": "--val val" if val else ""})
+    out = flow.task(
+        process,
+        "finetune",
+        meta,
+        {"train": "train", "val": "val" if val else "", "base_model": base.name if base else "", "model_cache": ""},
+        {"train": train, "val": val, "": [base] if base else []},
+        defs={
+            "pretrained": base.name if base else meta["pretrained"],
+            "device": "cpu",
+            "cache_dir": "",
+            "val_arg": "--val val" if val else "",
+        },
+    )
     return out["model"][0]
 
 
-def segment_slide(flow: Flow, slide: dict, image: Path, model: dict, model_dir: Path | None,
-                  per_task: int) -> dict | None:
+def segment_slide(
+    flow: Flow, slide: dict, image: Path, model: dict, model_dir: Path | None, per_task: int
+) -> dict | None:
     """SEGMENT_SLIDE: TILE, one SEGMENT_TILES task per `per_task` tiles, regrouped per slide, STITCH; the
     stitched outputs (None when a step was skipped)."""
     if not flow.ready("TILE", "tile"):
         return None
     tiled = flow.task("TILE", "tile", slide, {"image": image.name}, {"": [image]})
     tiles = sorted(tiled["tiles"], key=lambda t: t.name)
-    batches = [tiles[i: i + per_task] for i in range(0, len(tiles), per_task)]
+    batches = [tiles[i : i + per_task] for i in range(0, len(tiles), per_task)]
     assert len(batches) > 1, "the test profile should make several tile batches"
     tile_masks = []
     for i, batch in enumerate(batches):
         if flow.ready("SEGMENT_TILES", "segment", model_dir):
-            meta = {**slide, "id": f"{slide['id']}.b{i}", "slide": slide, "batches": len(batches),
-                    "backend": model["backend"], "model_name": model["model_name"]}
+            meta = {
+                **slide,
+                "id": f"{slide['id']}.b{i}",
+                "slide": slide,
+                "batches": len(batches),
+                "backend": model["backend"],
+                "model_name": model["model_name"],
+            }
             tile_masks += segment(flow, "SEGMENT_TILES", meta, model_dir, batch)["masks"]
     if not tile_masks:
         flow.skipped.append("STITCH (no tile masks)")
@@ -136,8 +170,13 @@ def segment_slide(flow: Flow, slide: dict, image: Path, model: dict, model_dir: 
     if not flow.ready("STITCH", "stitch"):
         return None
     manifest = tiled["manifest"][0]
-    stitched = flow.task("STITCH", "stitch", slide, {"manifest": manifest.name, "tiles": "tiles"},
-                         {"": [manifest], "tiles": sorted(tile_masks, key=lambda t: t.name)})
+    stitched = flow.task(
+        "STITCH",
+        "stitch",
+        slide,
+        {"manifest": manifest.name, "tiles": "tiles"},
+        {"": [manifest], "tiles": sorted(tile_masks, key=lambda t: t.name)},
+    )
     labels = read_labels(stitched["mask"][0])
     assert labels.dtype == np.uint32 and labels.shape == read_image(image).shape[:2]
     return stitched
@@ -149,7 +188,13 @@ def test_models_profile_flow(tmp_path):
     assert P["synth_test"] is True
 
     # --- SYNTH_TEST_DATA: patches, slide, GEM (and the same inputs give the same bytes: -resume relies on it)
-    synth_meta = {"id": "patches", "n": P["synth_patches"], "size": P["synth_patch_size"], "style": P["synth_style"], "seed": 1}
+    synth_meta = {
+        "id": "patches",
+        "n": P["synth_patches"],
+        "size": P["synth_patch_size"],
+        "style": P["synth_style"],
+        "seed": 1,
+    }
     slide_meta = {"id": "slideA", "n": 1, "size": P["synth_slide_size"], "style": P["synth_style"], "seed": 7}
     patches = flow.task("SYNTH", "synth", synth_meta, {}, {})["dir"][0]
     slide_out = flow.task("SYNTH", "synth", slide_meta, {}, {})
@@ -178,9 +223,14 @@ def test_models_profile_flow(tmp_path):
             meta = {**m, "id": f"{m['id']}.after"}
             preds.append(segment(flow, "SEGMENT_VAL", meta, tuned[m["id"]], val_images)["dir"][0])
     if preds and flow.ready("EVALUATE", "evaluate"):
-        report = flow.task("EVALUATE", "evaluate", {"id": "validation"}, {"gt": "gt", "preds": [p.name for p in preds]},
-                           {"gt": val_masks, "": preds},
-                           defs={"pred_args": " ".join(f"--pred {p.name} --name {p.name}" for p in preds)})
+        report = flow.task(
+            "EVALUATE",
+            "evaluate",
+            {"id": "validation"},
+            {"gt": "gt", "preds": [p.name for p in preds]},
+            {"gt": val_masks, "": preds},
+            defs={"pred_args": " ".join(f"--pred {p.name} --name {p.name}" for p in preds)},
+        )
         summary = json.loads(report["summary"][0].read_text())
         assert set(summary["methods"]) == {p.name for p in preds}
     else:
@@ -207,18 +257,34 @@ def test_models_profile_flow(tmp_path):
         dirs = []
         for m in models:
             if flow.ready("SEGMENT_PATCHES", "segment", tuned.get(m["id"])):
-                meta = {**slide, "id": f"slideA.{m['id']}", "slide": slide, "backend": m["backend"],
-                        "model_name": m["model_name"]}
+                meta = {
+                    **slide,
+                    "id": f"slideA.{m['id']}",
+                    "slide": slide,
+                    "backend": m["backend"],
+                    "model_name": m["model_name"],
+                }
                 dirs.append(segment(flow, "SEGMENT_PATCHES", meta, tuned[m["id"]], crops)["dir"][0])
         dirs.sort(key=lambda d: d.name)
         pred_args = " ".join(f"--pred {d.name}" for d in dirs)
         if len(dirs) == len(models) and flow.ready("CONSENSUS", "consensus"):
-            flow.task("CONSENSUS", "consensus", slide, {"preds": [d.name for d in dirs]}, {"": dirs},
-                      defs={"pred_args": pred_args})
+            flow.task(
+                "CONSENSUS",
+                "consensus",
+                slide,
+                {"preds": [d.name for d in dirs]},
+                {"": dirs},
+                defs={"pred_args": pred_args},
+            )
         if len(dirs) == len(models) and flow.ready("SUGGEST", "suggest"):
-            out = flow.task("SUGGEST", "suggest", slide, {"preds": [d.name for d in dirs], "images": "images",
-                                                          "top": P["suggest_top"]},
-                            {"": dirs, "images": crops}, defs={"pred_args": pred_args})
+            out = flow.task(
+                "SUGGEST",
+                "suggest",
+                slide,
+                {"preds": [d.name for d in dirs], "images": "images", "top": P["suggest_top"]},
+                {"": dirs, "images": crops},
+                defs={"pred_args": pred_args},
+            )
             assert len(list(out["dir"][0].rglob("*-img.tif"))) <= P["suggest_top"]
 
     report_skips(flow)
@@ -229,7 +295,7 @@ def report_skips(flow: Flow) -> None:
         message = "test-profile flow ran " + ", ".join(flow.ran) + "; SKIPPED: " + "; ".join(flow.skipped)
         if STRICT:
             pytest.fail(message)
-        warnings.warn(message)
+        warnings.warn(message, stacklevel=2)
         print(message)
 
 
@@ -262,24 +328,48 @@ def test_demo_profile_flow(tmp_path):
     watershed = ({"id": "watershed", "backend": "watershed", "model_name": "default"}, None)
 
     # suggest on the pool, the simulated annotator
-    pool = flow.task("TILE_POOL", "tile", {"id": "demo", "args": spec["options"]["pool_tile"]},
-                     {"image": data["pool"][0].name}, {"": data["pool"]})
-    pool_preds = sorted((segment(flow, "SEGMENT_POOL", meta, model, pool["tiles"])["dir"][0]
-                         for meta, model in baselines + [watershed]), key=lambda d: d.name)
-    suggested = flow.task("SUGGEST_POOL", "suggest", {"id": "pool", "args": spec["options"]["suggest"]},
-                          {"preds": [d.name for d in pool_preds], "images": "images", "top": spec["config"]["patches"]},
-                          {"": pool_preds, "images": pool["tiles"]},
-                          defs={"pred_args": " ".join(f"--pred {d.name}" for d in pool_preds)})["dir"][0]
+    pool = flow.task(
+        "TILE_POOL",
+        "tile",
+        {"id": "demo", "args": spec["options"]["pool_tile"]},
+        {"image": data["pool"][0].name},
+        {"": data["pool"]},
+    )
+    pool_preds = sorted(
+        (
+            segment(flow, "SEGMENT_POOL", meta, model, pool["tiles"])["dir"][0]
+            for meta, model in baselines + [watershed]
+        ),
+        key=lambda d: d.name,
+    )
+    suggested = flow.task(
+        "SUGGEST_POOL",
+        "suggest",
+        {"id": "pool", "args": spec["options"]["suggest"]},
+        {"preds": [d.name for d in pool_preds], "images": "images", "top": spec["config"]["patches"]},
+        {"": pool_preds, "images": pool["tiles"]},
+        defs={"pred_args": " ".join(f"--pred {d.name}" for d in pool_preds)},
+    )["dir"][0]
     assert suggested.name == "suggest"
-    annotated = flow.task("DEMO_ANNOTATE", "demo_annotate", {"id": "pool"},
-                          {"suggested": suggested.name, "data": "data"}, {"": [suggested, data["data"][0]]})
+    annotated = flow.task(
+        "DEMO_ANNOTATE",
+        "demo_annotate",
+        {"id": "pool"},
+        {"suggested": suggested.name, "data": "data"},
+        {"": [suggested, data["data"][0]]},
+    )
     assert len(annotated["patches"]) == 2 * spec["config"]["patches"]
 
     # fine-tune from each baseline (finetune holds out its own share: no val staged)
     tuned = {}
     for m in models:
-        meta = {**m, "id": f"{m['id']}-finetuned", "model": m, "pretrained": "base_model",
-                "args": demo_args(spec, "finetune", m["backend"])}
+        meta = {
+            **m,
+            "id": f"{m['id']}-finetuned",
+            "model": m,
+            "pretrained": "base_model",
+            "args": demo_args(spec, "finetune", m["backend"]),
+        }
         tuned[m["id"]] = finetune_task(flow, "FINETUNE_ANNOTATED", meta, annotated["patches"], [], base[m["id"]])
     finetuned = [({**m, "id": f"{m['id']}-finetuned"}, tuned[m["id"]]) for m in models]
 
@@ -289,13 +379,25 @@ def test_demo_profile_flow(tmp_path):
         sets["real"] = (data["real_images"], data["real_masks"])
     evaluations, preds_by_set = [], {}
     for name, (images, masks) in sets.items():
-        preds = sorted((segment(flow, "SEGMENT_EVAL", {**meta, "set": name}, model, images)["dir"][0]
-                        for meta, model in baselines + finetuned + [watershed]), key=lambda d: d.name)
+        preds = sorted(
+            (
+                segment(flow, "SEGMENT_EVAL", {**meta, "set": name}, model, images)["dir"][0]
+                for meta, model in baselines + finetuned + [watershed]
+            ),
+            key=lambda d: d.name,
+        )
         assert len(preds) == 2 * len(models) + 1
         preds_by_set[name] = preds
-        evaluations.append(flow.task("EVALUATE", "evaluate", {"id": name}, {"gt": "gt", "preds": [p.name for p in preds]},
-                                     {"gt": masks, "": preds},
-                                     defs={"pred_args": " ".join(f"--pred {p.name} --name {p.name}" for p in preds)}))
+        evaluations.append(
+            flow.task(
+                "EVALUATE",
+                "evaluate",
+                {"id": name},
+                {"gt": "gt", "preds": [p.name for p in preds]},
+                {"gt": masks, "": preds},
+                defs={"pred_args": " ".join(f"--pred {p.name} --name {p.name}" for p in preds)},
+            )
+        )
     hard = json.loads(evaluations[0]["summary"][0].read_text())
     best = best_model(hard, [m["id"] for m in models])
     slide_model = next((meta, model) for meta, model in finetuned if meta["id"] == f"{best}-finetuned")
@@ -303,20 +405,43 @@ def test_demo_profile_flow(tmp_path):
     # SEGMENT_SLIDE with the best model, CGEF
     slide = {"id": "slide"}
     stitched = segment_slide(flow, slide, data["slide"][0], slide_model[0], slide_model[1], P["tiles_per_task"])
-    cgef = flow.task("CGEF", "cgef", slide, {"mask": stitched["mask"][0].name, "matrix": data["gem"][0].name},
-                     {"": [stitched["mask"][0], data["gem"][0]]})
+    cgef = flow.task(
+        "CGEF",
+        "cgef",
+        slide,
+        {"mask": stitched["mask"][0].name, "matrix": data["gem"][0].name},
+        {"": [stitched["mask"][0], data["gem"][0]]},
+    )
 
     # DEMO_REPORT: everything staged into the run layout
-    report = flow.task("DEMO_REPORT", "demo_report", {"id": "demo"},
-                       {k: k for k in ("data", "models", "suggested", "annotated", "evaluations", "hard_preds",
-                                       "real_preds", "wsi", "stereo")},
-                       {"": data["data"] + [suggested, annotated["dir"][0]],  # stageAs 'suggest', 'annotated'
-                        "models": list(base.values()) + list(tuned.values()),
-                        "evaluation": [e["report"][0] for e in evaluations],
-                        "predictions/heldout_hard": preds_by_set["heldout_hard"],
-                        "predictions/real": preds_by_set.get("real", []),
-                        "wsi": stitched["mask"] + stitched["report"] + stitched["preview"],
-                        "stereo": cgef["gef"] + cgef["h5ad"]})
+    report = flow.task(
+        "DEMO_REPORT",
+        "demo_report",
+        {"id": "demo"},
+        {
+            k: k
+            for k in (
+                "data",
+                "models",
+                "suggested",
+                "annotated",
+                "evaluations",
+                "hard_preds",
+                "real_preds",
+                "wsi",
+                "stereo",
+            )
+        },
+        {
+            "": data["data"] + [suggested, annotated["dir"][0]],  # stageAs 'suggest', 'annotated'
+            "models": list(base.values()) + list(tuned.values()),
+            "evaluation": [e["report"][0] for e in evaluations],
+            "predictions/heldout_hard": preds_by_set["heldout_hard"],
+            "predictions/real": preds_by_set.get("real", []),
+            "wsi": stitched["mask"] + stitched["report"] + stitched["preview"],
+            "stereo": cgef["gef"] + cgef["h5ad"],
+        },
+    )
     summary = json.loads(report["summary"][0].read_text())
     g = summary["gain"]["cellpose"]
     assert g["f1_gain"] > 0.1, g  # as in tests/test_demo.py: the pipeline's demo shows the same gain

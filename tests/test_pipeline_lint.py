@@ -44,8 +44,17 @@ def _errors(root: Path) -> list[str]:
 def test_pipeline_has_no_errors():
     checked, problems = nextflow_lsp.check(REPO)
     names = {str(p.relative_to(REPO)) for p in checked}
-    assert {"main.nf", "nextflow.config", "conf/base.config", "conf/modules.config", "conf/test.config",
-            "conf/test_models.config", "modules/segment/main.nf", "workflows/csrefiner.nf", "workflows/demo.nf"} <= names
+    assert {
+        "main.nf",
+        "nextflow.config",
+        "conf/base.config",
+        "conf/modules.config",
+        "conf/test.config",
+        "conf/test_models.config",
+        "modules/segment/main.nf",
+        "workflows/csrefiner.nf",
+        "workflows/demo.nf",
+    } <= names
     assert len([n for n in names if n.startswith("modules/")]) == 14
     errors = [str(p) for p in problems if p.severity == "error"]
     assert not errors, "\n".join(errors)
@@ -56,9 +65,9 @@ def test_pipeline_has_no_errors():
 def test_catches_broken_copies(tmp_path):
     """One broken copy, one fault per file: each is reported where it is, with what is wrong."""
     root = _copy(tmp_path)
-    _edit(root / "modules/stitch/main.nf", 'tag "${meta.id}"', 'tag "${meta.id}" = =')                 # syntax
-    _edit(root / "workflows/csrefiner.nf", "CGEF(SEGMENT_SLIDE", "CGEFF(SEGMENT_SLIDE")              # process
-    _edit(root / "modules/tile/main.nf", "--image ${image}", "--image ${imgae}")                     # variable
+    _edit(root / "modules/stitch/main.nf", 'tag "${meta.id}"', 'tag "${meta.id}" = =')  # syntax
+    _edit(root / "workflows/csrefiner.nf", "CGEF(SEGMENT_SLIDE", "CGEFF(SEGMENT_SLIDE")  # process
+    _edit(root / "modules/tile/main.nf", "--image ${image}", "--image ${imgae}")  # variable
     _edit(root / "subworkflows/local/suggest_patches/main.nf", "modules/crop/main'", "modules/cropp/main'")
     _edit(root / "nextflow.config", "includeConfig 'conf/base.config'", "includeConfig 'conf/basic.config'")
     errors = _errors(root)

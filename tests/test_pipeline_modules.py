@@ -11,7 +11,6 @@ import sys
 
 import pytest
 import yaml
-
 from nf_modules import REPO, inline_sourced, load_modules, pipeline_params, render, run_task, task_context
 
 MODULES = load_modules()
@@ -26,21 +25,45 @@ STUB_INPUTS = {
     "test_gem": ({"id": "s", "size": 64}, {}, {}),
     "tile": ({"id": "s"}, {"image": "s.tif"}, {}),
     "crop": ({"id": "s"}, {"image": "s.tif"}, {}),
-    "finetune": ({"id": "cellpose", "backend": "cellpose", "pretrained": "scratch"},
-                 {"train": "train", "val": "val", "base_model": "", "model_cache": ""},
-                 {"pretrained": "scratch", "device": "cpu", "cache_dir": "", "val_arg": "--val val"}),
-    "segment": ({"id": "s.b0", "backend": "cellpose", "model_name": "cyto3"},
-                {"model": "", "images": "input", "model_cache": ""},
-                {"model_arg": "--model cyto3", "device": "cpu", "cache_dir": ""}),
+    "finetune": (
+        {"id": "cellpose", "backend": "cellpose", "pretrained": "scratch"},
+        {"train": "train", "val": "val", "base_model": "", "model_cache": ""},
+        {"pretrained": "scratch", "device": "cpu", "cache_dir": "", "val_arg": "--val val"},
+    ),
+    "segment": (
+        {"id": "s.b0", "backend": "cellpose", "model_name": "cyto3"},
+        {"model": "", "images": "input", "model_cache": ""},
+        {"model_arg": "--model cyto3", "device": "cpu", "cache_dir": ""},
+    ),
     "stitch": ({"id": "s"}, {"manifest": "m.json", "tiles": "tiles"}, {}),
-    "evaluate": ({"id": "validation"}, {"gt": "gt", "preds": "a.after"}, {"pred_args": "--pred a.after --name a.after"}),
+    "evaluate": (
+        {"id": "validation"},
+        {"gt": "gt", "preds": "a.after"},
+        {"pred_args": "--pred a.after --name a.after"},
+    ),
     "consensus": ({"id": "s"}, {"preds": "a b"}, {"pred_args": "--pred a --pred b"}),
     "suggest": ({"id": "s"}, {"preds": "a b", "images": "images", "top": 2}, {"pred_args": "--pred a --pred b"}),
     "cgef": ({"id": "s"}, {"mask": "s-mask.tif", "matrix": "s.gem.gz"}, {}),
     "demo_data": ({"id": "demo"}, {}, {}),
     "demo_annotate": ({"id": "pool"}, {"suggested": "suggest", "data": "data"}, {}),
-    "demo_report": ({"id": "demo"}, {k: k for k in ("data", "models", "suggested", "annotated", "evaluations",
-                                                     "hard_preds", "real_preds", "wsi", "stereo")}, {}),
+    "demo_report": (
+        {"id": "demo"},
+        {
+            k: k
+            for k in (
+                "data",
+                "models",
+                "suggested",
+                "annotated",
+                "evaluations",
+                "hard_preds",
+                "real_preds",
+                "wsi",
+                "stereo",
+            )
+        },
+        {},
+    ),
 }
 
 
@@ -90,8 +113,9 @@ def test_caches_are_set_in_one_place():
         assert re.search(rf'\b{var}="\$PWD/\.home\b', helper), var
     for step, module in MODULES.items():
         for section in (module.script, module.stub):
-            assert not re.search(r"\b(HOME|MPLCONFIGDIR|NUMBA_CACHE_DIR|CELLPOSE_LOCAL_MODELS_PATH|KERAS_HOME)=",
-                                 section), f"{step}: sets a cache variable itself; source task_home.sh instead"
+            assert not re.search(
+                r"\b(HOME|MPLCONFIGDIR|NUMBA_CACHE_DIR|CELLPOSE_LOCAL_MODELS_PATH|KERAS_HOME)=", section
+            ), f"{step}: sets a cache variable itself; source task_home.sh instead"
         if step != "test_gem":
             assert re.search(r"^\s*source task_home\.sh$", module.script, re.M), step
 
@@ -110,11 +134,13 @@ def test_params_schema_and_config_agree():
     assert set(params) == set(props), (sorted(set(params) - set(props)), sorted(set(props) - set(params)))
     for name, value in params.items():
         if value is not None:
-            assert props[name].get("default") == value, f"{name}: config {value!r} vs schema {props[name].get('default')!r}"
+            assert props[name].get("default") == value, (
+                f"{name}: config {value!r} vs schema {props[name].get('default')!r}"
+            )
         else:
             assert "default" not in props[name], name
     for profile in ("test", "test_models"):
-        for name, value in pipeline_params(profile).items():
+        for name in pipeline_params(profile):
             assert name in props, f"conf/{profile}.config sets unknown param {name}"
 
 

@@ -20,13 +20,22 @@ from csrefiner.models import registry_files as rf
 from csrefiner.models.registry import BACKENDS, ENTRIES, trainable
 
 REPO = Path(__file__).resolve().parents[1]
-FILES = [rf.GROOVY, rf.CONTAINERS, rf.SCHEMA, rf.DOCS, rf.PYPROJECT, rf.IMAGES, *(
-    f"containers/{p.parent.name}/Dockerfile" for p in (REPO / "containers").glob("*/Dockerfile"))]
+FILES = [
+    rf.GROOVY,
+    rf.CONTAINERS,
+    rf.SCHEMA,
+    rf.DOCS,
+    rf.PYPROJECT,
+    rf.IMAGES,
+    *(f"containers/{p.parent.name}/Dockerfile" for p in (REPO / "containers").glob("*/Dockerfile")),
+]
 
 
 def test_pipeline_images_and_docs_agree_with_the_registry():
     problems = rf.check(REPO)
-    assert not problems, "run `python -m csrefiner.models.registry --write` (and fix the rest by hand):\n" + "\n".join(problems)
+    assert not problems, "run `python -m csrefiner.models.registry --write` (and fix the rest by hand):\n" + "\n".join(
+        problems
+    )
 
 
 def test_every_backend_is_its_registry_entry():
@@ -78,14 +87,17 @@ def _edit(path: Path, old: str, new: str) -> None:
 
 def test_check_names_each_drift_and_write_repairs_the_generated_ones(tmp_path):
     root = _copy(tmp_path)
-    _edit(root / rf.GROOVY, "cpsam: 'cpsam_v2'", "cpsam: 'cpsam'")                                 # old drift
-    _edit(root / rf.GROOVY, "'stardist', 'cellbin']", "'stardist']")                               # dropped
-    _edit(root / rf.CONTAINERS, "meta.backend == 'cellvit' ? params.container_cellvit\n",
-          "meta.backend == 'cellvit' ? params.container_cellpose\n")                                  # wrong image
+    _edit(root / rf.GROOVY, "cpsam: 'cpsam_v2'", "cpsam: 'cpsam'")  # old drift
+    _edit(root / rf.GROOVY, "'stardist', 'cellbin']", "'stardist']")  # dropped
+    _edit(
+        root / rf.CONTAINERS,
+        "meta.backend == 'cellvit' ? params.container_cellvit\n",
+        "meta.backend == 'cellvit' ? params.container_cellpose\n",
+    )  # wrong image
     schema = root / rf.SCHEMA
-    _edit(schema, "^(cellpose|cellvit|", "^(cellpose|watershed|")                                   # schema
+    _edit(schema, "^(cellpose|cellvit|", "^(cellpose|watershed|")  # schema
     _edit(schema, '"default": "csrefiner/cpsam:0.1.0"', '"default": "csrefiner/cpsam:0.0.9"')
-    _edit(root / rf.DOCS, "| `cpsam_v2` |", "| `cpsam` |")                                           # docs
+    _edit(root / rf.DOCS, "| `cpsam_v2` |", "| `cpsam` |")  # docs
     _edit(root / rf.IMAGES, '"cellvit": ["synth", "finetune", "segment"]', '"cellvit": ["synth", "segment"]')
     (root / "containers" / "cpsam" / "Dockerfile").unlink()
     problems = rf.check(root)
@@ -122,14 +134,23 @@ def test_check_without_markers_says_so(tmp_path):
 
 
 def test_module_runs_as_a_command(tmp_path):
-    ok = subprocess.run([sys.executable, "-m", "csrefiner.models.registry", "--check"], capture_output=True, text=True,
-                        cwd=REPO)
+    ok = subprocess.run(
+        [sys.executable, "-m", "csrefiner.models.registry", "--check"], capture_output=True, text=True, cwd=REPO
+    )
     assert ok.returncode == 0 and ok.stdout == ok.stderr == "", ok.stdout + ok.stderr  # (no runpy warning either)
     root = _copy(tmp_path)
     _edit(root / rf.GROOVY, "cpsam: 'cpsam_v2'", "cpsam: 'cpsam'")
-    bad = subprocess.run([sys.executable, "-m", "csrefiner.models.registry", "--check", "--repo", str(root)],
-                         capture_output=True, text=True, cwd=REPO)
+    bad = subprocess.run(
+        [sys.executable, "-m", "csrefiner.models.registry", "--check", "--repo", str(root)],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+    )
     assert bad.returncode == 1 and "the registry says 'cpsam_v2'" in bad.stdout
-    fixed = subprocess.run([sys.executable, "-m", "csrefiner.models.registry", "--write", "--repo", str(root)],
-                           capture_output=True, text=True, cwd=REPO)
+    fixed = subprocess.run(
+        [sys.executable, "-m", "csrefiner.models.registry", "--write", "--repo", str(root)],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+    )
     assert fixed.returncode == 0 and f"rewrote {rf.GROOVY}" in fixed.stdout, fixed.stdout + fixed.stderr

@@ -23,8 +23,22 @@ from csrefiner.synth.corrupt import corrupt_labels
 SLIDE = "chipR"
 TILE, PATCH = 256, 128
 # a tiny cellpose network, trained from scratch for one epoch: the bookkeeping is the point, not the F1
-TRAIN = ["--model", "cellpose", "--epochs", "1", "--batch-size", "2", "--eval-every", "1", "--device", "cpu",
-         "--option", "nbase=2,8,16,32,256", "--seed", "3"]
+TRAIN = [
+    "--model",
+    "cellpose",
+    "--epochs",
+    "1",
+    "--batch-size",
+    "2",
+    "--eval-every",
+    "1",
+    "--device",
+    "cpu",
+    "--option",
+    "nbase=2,8,16,32,256",
+    "--seed",
+    "3",
+]
 
 
 @pytest.fixture(scope="module")
@@ -36,19 +50,19 @@ def pool(tmp_path_factory):
     tiles = root / "tiles"
     tiles.mkdir()
     for x in (0, TILE):
-        write_image(tiles / f"{patch_name(SLIDE, x, 0, TILE, TILE)}-img.tif", image[:TILE, x: x + TILE])
+        write_image(tiles / f"{patch_name(SLIDE, x, 0, TILE, TILE)}-img.tif", image[:TILE, x : x + TILE])
     for k, level in enumerate((0.2, 0.4)):
         (root / f"copy{k}").mkdir()
         for x in (0, TILE):
-            crop = corrupt_labels(labels[:TILE, x: x + TILE], level, seed=k * 10 + x)
+            crop = corrupt_labels(labels[:TILE, x : x + TILE], level, seed=k * 10 + x)
             write_labels(root / f"copy{k}" / f"{patch_name(SLIDE, x, 0, TILE, TILE)}-mask.tif", crop)
     csrefiner("segment", "--model", "watershed", "--input", tiles, "--out", root / "watershed", "--device", "cpu")
     held = root / "heldout"
     held.mkdir()
     for x in (0, PATCH):
         key = patch_name(SLIDE, x, TILE, PATCH, PATCH)
-        write_image(held / f"{key}-img.tif", image[TILE:, x: x + PATCH])
-        write_labels(held / f"{key}-mask.tif", relabel_sequential(labels[TILE:, x: x + PATCH])[0])
+        write_image(held / f"{key}-img.tif", image[TILE:, x : x + PATCH])
+        write_labels(held / f"{key}-mask.tif", relabel_sequential(labels[TILE:, x : x + PATCH])[0])
     return root, image, labels
 
 
@@ -62,14 +76,17 @@ def annotate(suggested, out, image, labels):
     for img in sorted((suggested / "patches").glob("*-img.tif")):
         c = parse_coords(img.name)
         shutil.copy(img, out / img.name)
-        box = labels[c.y: c.y + c.h, c.x: c.x + c.w]
+        box = labels[c.y : c.y + c.h, c.x : c.x + c.w]
         write_labels(out / img.name.replace("-img.tif", "-mask.tif"), relabel_sequential(box)[0].astype(np.uint32))
 
 
 def model_files(folder):
     """SHA-256 of the weights (the JSON records carry times)."""
-    return {str(p.relative_to(folder)): sha256(p) for p in folder.rglob("*") if p.is_file() and p.suffix not in
-            (".json", ".png")}
+    return {
+        str(p.relative_to(folder)): sha256(p)
+        for p in folder.rglob("*")
+        if p.is_file() and p.suffix not in (".json", ".png")
+    }
 
 
 def test_suggest_exclude_never_returns_overlapping_windows(pool, tmp_path):
@@ -80,8 +97,24 @@ def test_suggest_exclude_never_returns_overlapping_windows(pool, tmp_path):
     done.mkdir()
     write_image(done / f"{patch_name(SLIDE, 300, 150, 60, 60)}-img.tif", np.zeros((60, 60), np.uint8))
     # 96 px windows of 256 px tiles start at 0, 96, 160: the last two overlap, so overlap handling is exercised
-    csrefiner("suggest", *preds(root), "--image-dir", root / "tiles", "--top", "20", "--patch-size", "96",
-              "--exclude-list", listed, "--exclude", done, "--pseudo", "2", "--out", tmp_path / "s")
+    csrefiner(
+        "suggest",
+        *preds(root),
+        "--image-dir",
+        root / "tiles",
+        "--top",
+        "20",
+        "--patch-size",
+        "96",
+        "--exclude-list",
+        listed,
+        "--exclude",
+        done,
+        "--pseudo",
+        "2",
+        "--out",
+        tmp_path / "s",
+    )
     ranking = pd.read_csv(tmp_path / "s" / "ranking.csv", keep_default_na=False)
     excluded = [parse_coords(n) for n in (f"{SLIDE}-x100_y40_w90_h90", f"{SLIDE}-x300_y150_w60_h60")]
     for row in ranking.itertuples():
@@ -91,18 +124,30 @@ def test_suggest_exclude_never_returns_overlapping_windows(pool, tmp_path):
     assert len(chosen) >= 4 and not ranking[ranking.selected].excluded.any()
     for i, a in enumerate(chosen):
         assert not any(overlaps(a, e) for e in excluded)
-        assert not any(overlaps(a, b) for b in chosen[i + 1:])  # proposals never overlap one another
+        assert not any(overlaps(a, b) for b in chosen[i + 1 :])  # proposals never overlap one another
     summary = json.loads((tmp_path / "s" / "summary.json").read_text())
     assert summary["excluded"]["n_patches"] == 2 and summary["excluded"]["n_windows"] == int(ranking.excluded.sum())
     assert sorted(p.name for p in (tmp_path / "s" / "pseudo").glob("*-mask.tif")) == sorted(
-        f"{n}-mask.tif" for n in summary["pseudo"])
+        f"{n}-mask.tif" for n in summary["pseudo"]
+    )
 
 
 def test_rounds_record_and_never_repeat(pool, tmp_path, cli, capsys):
     root, image, labels = pool
     proj = tmp_path / "proj"
-    nxt = ["round", "next", "--project", proj, *preds(root), "--image-dir", root / "tiles", "--top", "3",
-           "--patch-size", str(PATCH)]
+    nxt = [
+        "round",
+        "next",
+        "--project",
+        proj,
+        *preds(root),
+        "--image-dir",
+        root / "tiles",
+        "--top",
+        "3",
+        "--patch-size",
+        str(PATCH),
+    ]
     csrefiner(*nxt)
     annotate(proj / "round-01" / "suggest", proj / "round-01" / "annotated", image, labels)
     csrefiner("round", "train", "--project", proj, "--pretrained", "scratch", "--heldout", root / "heldout", *TRAIN)
@@ -116,7 +161,7 @@ def test_rounds_record_and_never_repeat(pool, tmp_path, cli, capsys):
     names = [n for r in rounds for n in r["suggest"]["suggested"]]
     assert [len(r["suggest"]["suggested"]) for r in rounds] == [3, 3] and len(set(names)) == 6
     boxes = [parse_coords(n) for n in names]
-    assert not any(overlaps(a, b) for i, a in enumerate(boxes) for b in boxes[i + 1:])
+    assert not any(overlaps(a, b) for i, a in enumerate(boxes) for b in boxes[i + 1 :])
     assert rounds[1]["suggest"]["excluded_windows"] >= 3
     for r in rounds:
         folder = proj / f"round-{r['round']:02d}"

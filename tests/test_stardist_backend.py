@@ -16,13 +16,14 @@ import pytest
 
 pytest.importorskip("stardist")
 
+from conftest import domain_patches, pooled_f1
+
 from csrefiner.errors import CsrefinerError
 from csrefiner.io import read_labels
 from csrefiner.metrics.matching import matching
 from csrefiner.models import get_backend
 from csrefiner.models.base import Pretrained, TrainParams
 from csrefiner.models.data import read_folder
-from conftest import domain_patches, pooled_f1
 
 SIZE = 96
 CROPS = ("--option", "patch_size=64", "--option", "repeats=8")  # 8 random 64 px crops per patch and epoch
@@ -41,16 +42,45 @@ def scratch_model(data):
     from conftest import run_cli
 
     out = data["root"] / "scratch"
-    run_cli("finetune", "--model", "stardist", "--train", data["train"], "--val", data["val"], "--pretrained",
-            "scratch", "--out", out, "--epochs", 10, "--batch-size", 4, "--lr", 3e-3, "--eval-every", 5,
-            "--device", "cpu", "--seed", 0, *SMALL)
+    run_cli(
+        "finetune",
+        "--model",
+        "stardist",
+        "--train",
+        data["train"],
+        "--val",
+        data["val"],
+        "--pretrained",
+        "scratch",
+        "--out",
+        out,
+        "--epochs",
+        10,
+        "--batch-size",
+        4,
+        "--lr",
+        3e-3,
+        "--eval-every",
+        5,
+        "--device",
+        "cpu",
+        "--seed",
+        0,
+        *SMALL,
+    )
     return out
 
 
 def test_scratch_training_beats_the_untrained_network(data, scratch_model, cli):
     card = json.loads((scratch_model / "model.json").read_text())
-    for name in ("model.json", "train_log.json", "loss_curve.png", "stardist/config.json",
-                 "stardist/weights_best.h5", "stardist/thresholds.json"):
+    for name in (
+        "model.json",
+        "train_log.json",
+        "loss_curve.png",
+        "stardist/config.json",
+        "stardist/weights_best.h5",
+        "stardist/thresholds.json",
+    ):
         assert (scratch_model / name).is_file(), name
     assert card["backend"] == "stardist" and card["device"] == "cpu"
     arch = card["architecture"]
@@ -67,8 +97,9 @@ def test_scratch_training_beats_the_untrained_network(data, scratch_model, cli):
     backend = get_backend("stardist")
     params = TrainParams(device="cpu", batch_size=4, options=SMALL_OPTIONS)
     untrained = backend.trainer(Pretrained("scratch"), params, read_folder(data["train"]), read_folder(data["val"]))
-    f1_untrained = np.mean([matching(s.labels, untrained.segmenter().predict(s.image))["f1"]
-                            for s in read_folder(data["test"])])
+    f1_untrained = np.mean(
+        [matching(s.labels, untrained.segmenter().predict(s.image))["f1"] for s in read_folder(data["test"])]
+    )
     cli("segment", "--model-dir", scratch_model, "--input", data["test"], "--out", data["root"] / "pred_test")
     assert read_labels(next((data["root"] / "pred_test").glob("*-mask.tif"))).dtype == np.uint32
     f1_trained = pooled_f1(data["root"] / "pred_test", data["test"])
@@ -81,9 +112,30 @@ def test_finetune_on_shifted_domain_raises_f1(data, scratch_model, cli):
     """The seed's claim, measured: a model from sparse, sharp nuclei improves on dense, blurred ones."""
     before_dir, after_dir, tuned = (data["root"] / n for n in ("hard_before", "hard_after", "tuned"))
     cli("segment", "--model-dir", scratch_model, "--input", data["hard_test"], "--out", before_dir)
-    cli("finetune", "--model", "stardist", "--train", data["hard_train"], "--val", data["hard_val"], "--pretrained",
-        scratch_model, "--out", tuned, "--epochs", 5, "--batch-size", 4, "--lr", 1e-3, "--eval-every", 5,
-        "--device", "cpu", *CROPS)
+    cli(
+        "finetune",
+        "--model",
+        "stardist",
+        "--train",
+        data["hard_train"],
+        "--val",
+        data["hard_val"],
+        "--pretrained",
+        scratch_model,
+        "--out",
+        tuned,
+        "--epochs",
+        5,
+        "--batch-size",
+        4,
+        "--lr",
+        1e-3,
+        "--eval-every",
+        5,
+        "--device",
+        "cpu",
+        *CROPS,
+    )
     cli("segment", "--model-dir", tuned, "--input", data["hard_test"], "--out", after_dir)
     f1_before, f1_after = pooled_f1(before_dir, data["hard_test"]), pooled_f1(after_dir, data["hard_test"])
     assert f1_after > f1_before + 0.05, (f1_before, f1_after)
@@ -93,7 +145,11 @@ def test_finetune_on_shifted_domain_raises_f1(data, scratch_model, cli):
     assert card["validation"]["after"]["f1"] >= card["validation"]["before"]["f1"]
     # the base model's folder is untouched (stardist writes nothing next to its weights)
     assert sorted(p.name for p in (scratch_model / "stardist").iterdir()) == [
-        "config.json", "csrefiner.json", "thresholds.json", "weights_best.h5"]
+        "config.json",
+        "csrefiner.json",
+        "thresholds.json",
+        "weights_best.h5",
+    ]
 
 
 def test_save_load_gives_identical_predictions(data, scratch_model, tmp_path, cli):
@@ -130,17 +186,50 @@ def test_bad_input_fails_before_training(data, tmp_path, cli, monkeypatch):
 
     common = ("--model", "stardist", "--train", data["train"], "--device", "cpu", "--epochs", 1)
     monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))
-    proc = fails("finetune", *common, "--pretrained", "2D_versatile_fluo", "--out", tmp_path / "o1",
-                 expect="is not on this machine")
+    proc = fails(
+        "finetune",
+        *common,
+        "--pretrained",
+        "2D_versatile_fluo",
+        "--out",
+        tmp_path / "o1",
+        expect="is not on this machine",
+    )
     assert str(tmp_path / "keras" / "models" / "StarDist2D" / "2D_versatile_fluo") in proc.stderr
     assert "python_2D_versatile_fluo.zip" in proc.stderr
-    fails("segment", "--model", "stardist:2D_versatile_he", "--input", data["test"], "--out", tmp_path / "o2",
-          expect=str(tmp_path / "keras" / "models" / "StarDist2D" / "2D_versatile_he"))
+    fails(
+        "segment",
+        "--model",
+        "stardist:2D_versatile_he",
+        "--input",
+        data["test"],
+        "--out",
+        tmp_path / "o2",
+        expect=str(tmp_path / "keras" / "models" / "StarDist2D" / "2D_versatile_he"),
+    )
     fails("finetune", *common, "--pretrained", "2D_mystery", "--out", tmp_path / "o3", expect="unknown StarDist model")
-    fails("finetune", *common, "--pretrained", "scratch", "--out", tmp_path / "o4", "--option", "patch_size=128",
-          expect="smaller than the StarDist training patch size 128")
-    fails("finetune", *common, "--pretrained", "scratch", "--out", tmp_path / "o5", "--option", "patch_size=90",
-          expect="must be a multiple of 16")
+    fails(
+        "finetune",
+        *common,
+        "--pretrained",
+        "scratch",
+        "--out",
+        tmp_path / "o4",
+        "--option",
+        "patch_size=128",
+        expect="smaller than the StarDist training patch size 128",
+    )
+    fails(
+        "finetune",
+        *common,
+        "--pretrained",
+        "scratch",
+        "--out",
+        tmp_path / "o5",
+        "--option",
+        "patch_size=90",
+        expect="must be a multiple of 16",
+    )
     other = tmp_path / "other"
     other.mkdir()
     (other / "model.json").write_text(json.dumps({"backend": "cellpose"}))
@@ -153,14 +242,19 @@ def test_bad_input_fails_before_training(data, tmp_path, cli, monkeypatch):
     broken = tmp_path / "broken"
     (broken / "stardist").mkdir(parents=True)
     (broken / "model.json").write_text(json.dumps({"backend": "stardist"}))
-    (broken / "stardist" / "config.json").write_text(json.dumps({"n_dim": 2, "n_rays": 16, "grid": [2, 2],
-                                                                 "unet_n_filter_base": 16, "axes": "YXC"}))
+    (broken / "stardist" / "config.json").write_text(
+        json.dumps({"n_dim": 2, "n_rays": 16, "grid": [2, 2], "unet_n_filter_base": 16, "axes": "YXC"})
+    )
     (broken / "stardist" / "weights_best.h5").write_bytes(b"not hdf5")
     with pytest.raises(CsrefinerError, match="cannot load these StarDist weights"):
         backend.load(backend.resolve(str(broken)), TrainParams(device="cpu"))
     with pytest.raises(CsrefinerError, match="cannot load these StarDist weights"):
-        backend.trainer(backend.resolve(str(broken / "stardist")), TrainParams(device="cpu"),
-                        read_folder(data["train"]), read_folder(data["val"]))
+        backend.trainer(
+            backend.resolve(str(broken / "stardist")),
+            TrainParams(device="cpu"),
+            read_folder(data["train"]),
+            read_folder(data["val"]),
+        )
     (broken / "stardist" / "config.json").write_text("{oops")
     with pytest.raises(CsrefinerError, match="unreadable"):
         backend.load(backend.resolve(str(broken)), TrainParams(device="cpu"))

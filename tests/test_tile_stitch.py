@@ -107,8 +107,13 @@ def _ramp(y0, y1, x0, x1):
 
 def test_tiled_tiff_is_read_with_bounded_memory(tmp_path):
     h = w = 4096  # 32 MiB of uint16
-    write_pyramid(tmp_path / "slide.tif", (h, w), np.uint16,
-                  lambda step: (_ramp(y, min(h, y + 256), 0, w) for y in range(0, h, 256)), steps=[1])
+    write_pyramid(
+        tmp_path / "slide.tif",
+        (h, w),
+        np.uint16,
+        lambda step: (_ramp(y, min(h, y + 256), 0, w) for y in range(0, h, 256)),
+        steps=[1],
+    )
     with open_slide(tmp_path / "slide.tif") as slide:
         assert slide.shape == (h, w) and slide.dtype == np.uint16
         slide.read(0, 0, 8, 8)  # first-read set-up outside the measurement
@@ -144,7 +149,9 @@ def _rss_mib() -> float:
 
 def test_rgb_channel_first_slide_reads_channel_last(tmp_path):
     rgb = np.random.default_rng(1).integers(0, 255, (3, 300, 400), dtype=np.uint8)
-    tifffile.imwrite(tmp_path / "rgb.ome.tif", rgb[None], tile=(128, 128), compression="zlib", metadata={"axes": "ZCYX"})
+    tifffile.imwrite(
+        tmp_path / "rgb.ome.tif", rgb[None], tile=(128, 128), compression="zlib", metadata={"axes": "ZCYX"}
+    )
     with open_slide(tmp_path / "rgb.ome.tif") as slide:
         assert slide.channels == 3 and slide.shape == (300, 400)
         assert np.array_equal(slide.read(50, 60, 100, 200), np.moveaxis(rgb, 0, -1)[50:150, 60:260])

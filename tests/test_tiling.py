@@ -12,7 +12,9 @@ from csrefiner.wsi.manifest import Manifest
 from csrefiner.wsi.tiling import axis_starts, plan_tiles
 
 
-@pytest.mark.parametrize("shape,size,overlap", [((1000, 1300), 512, 64), ((257, 256), 256, 0), ((90, 700), 128, 127), ((50, 40), 512, 64)])
+@pytest.mark.parametrize(
+    "shape,size,overlap", [((1000, 1300), 512, 64), ((257, 256), 256, 0), ((90, 700), 128, 127), ((50, 40), 512, 64)]
+)
 def test_tiles_cover_slide_and_cores_partition_it(shape, size, overlap):
     tiles = plan_tiles(shape, size, overlap)
     covered = np.zeros(shape, dtype=np.int32)

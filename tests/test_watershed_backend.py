@@ -27,8 +27,20 @@ def test_watershed_is_listed_but_cannot_be_fine_tuned(cli, tmp_path):
 
     assert "watershed" in cli("models", "list").stdout
     patches = write_patches(tmp_path / "patches", EASY, 6, seed=5)
-    proc = run_cli("finetune", "--model", "watershed", "--train", patches, "--pretrained", "scratch",
-                   "--out", tmp_path / "model", "--epochs", "1", check=False)
+    proc = run_cli(
+        "finetune",
+        "--model",
+        "watershed",
+        "--train",
+        patches,
+        "--pretrained",
+        "scratch",
+        "--out",
+        tmp_path / "model",
+        "--epochs",
+        "1",
+        check=False,
+    )
     assert proc.returncode == 2 and "nothing to train" in proc.stderr
     assert not (tmp_path / "model").exists()
 

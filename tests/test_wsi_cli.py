@@ -8,12 +8,12 @@ import shutil
 import numpy as np
 import pytest
 import tifffile
+from test_tile_stitch import assert_same_objects
 
 from csrefiner.io import read_image, read_labels, write_labels
 from csrefiner.synth import HARD, nuclei_image
 from csrefiner.wsi.crop import crop_slide
 from csrefiner.wsi.tile import tile_slide
-from test_tile_stitch import assert_same_objects
 
 
 @pytest.fixture(scope="module")
@@ -40,9 +40,19 @@ def test_tile_then_stitch_end_to_end(cli, slide, tmp_path):
         assert np.array_equal(tile, image[t["y"] : t["y"] + t["h"], t["x"] : t["x"] + t["w"]])
     assert (tmp_path / "tiles" / "manifest.json").read_bytes() == (root / "tiles" / "manifest.json").read_bytes()
 
-    proc = cli("stitch", "--manifest", tmp_path / "tiles" / "manifest.json", "--tiles", root / "masks",
-               "--out", tmp_path / "labels.ome.tif", "--preview", tmp_path / "labels.png",
-               "--report", tmp_path / "stitch.json")
+    proc = cli(
+        "stitch",
+        "--manifest",
+        tmp_path / "tiles" / "manifest.json",
+        "--tiles",
+        root / "masks",
+        "--out",
+        tmp_path / "labels.ome.tif",
+        "--preview",
+        tmp_path / "labels.png",
+        "--report",
+        tmp_path / "stitch.json",
+    )
     assert f"wrote {truth.max()} objects from 12 tiles" in proc.stdout
     counts = json.loads((tmp_path / "stitch.json").read_text())
     assert counts["tiles"] == 12 and counts["objects"] == truth.max() and counts["matched"] > 0
@@ -54,8 +64,17 @@ def test_tile_then_stitch_end_to_end(cli, slide, tmp_path):
 
 def test_crop_keeps_edge_remainders_and_never_reflects_masks(cli, slide, tmp_path):
     root, image, truth = slide
-    cli("crop", "--image", root / "chipA.tif", "--mask", root / "truth.tif", "--out", tmp_path / "patches",
-        "--size", 256)
+    cli(
+        "crop",
+        "--image",
+        root / "chipA.tif",
+        "--mask",
+        root / "truth.tif",
+        "--out",
+        tmp_path / "patches",
+        "--size",
+        256,
+    )
     info = json.loads((tmp_path / "patches" / "crops.json").read_text())
     crops = info["crops"]
     assert len(crops) == 4 * 6  # 1000 = 3 x 256 + 232, 1300 = 5 x 256 + 20: remainders kept
@@ -108,9 +127,13 @@ def _bad_stitch_inputs(root, tmp_path, case):
 
 @pytest.mark.parametrize(
     "case,message",
-    [("missing tile", "no mask for 1 of 12 tiles"), ("wrong tile size", "but its tile is"),
-     ("float tile", "not an integer label image"), ("rgb tile", "must be 2D"),
-     ("overlap >= tile size", "smaller than the tile size")],
+    [
+        ("missing tile", "no mask for 1 of 12 tiles"),
+        ("wrong tile size", "but its tile is"),
+        ("float tile", "not an integer label image"),
+        ("rgb tile", "must be 2D"),
+        ("overlap >= tile size", "smaller than the tile size"),
+    ],
 )
 def test_stitch_refuses_bad_input_and_writes_nothing(cli, slide, tmp_path, case, message):
     manifest, masks = _bad_stitch_inputs(slide[0], tmp_path, case)
@@ -122,8 +145,18 @@ def test_stitch_refuses_bad_input_and_writes_nothing(cli, slide, tmp_path, case,
 
 
 def test_tile_refuses_overlap_not_smaller_than_tile(cli, slide, tmp_path):
-    proc = cli("tile", "--image", slide[0] / "chipA.tif", "--out", tmp_path / "t", "--tile-size", 256,
-               "--overlap", 256, check=False)
+    proc = cli(
+        "tile",
+        "--image",
+        slide[0] / "chipA.tif",
+        "--out",
+        tmp_path / "t",
+        "--tile-size",
+        256,
+        "--overlap",
+        256,
+        check=False,
+    )
     assert proc.returncode == 2 and "overlap 256" in proc.stderr and "Traceback" not in proc.stderr
     assert not (tmp_path / "t").exists()
 
@@ -132,8 +165,9 @@ def test_stitch_and_crop_never_overwrite_without_force(cli, slide, tmp_path):
     root = slide[0]
     out = tmp_path / "labels.tif"
     out.write_bytes(b"precious")
-    proc = cli("stitch", "--manifest", root / "tiles" / "manifest.json", "--tiles", root / "masks", "--out", out,
-               check=False)
+    proc = cli(
+        "stitch", "--manifest", root / "tiles" / "manifest.json", "--tiles", root / "masks", "--out", out, check=False
+    )
     assert proc.returncode == 2 and "--force" in proc.stderr and out.read_bytes() == b"precious"
     truth_small = tmp_path / "small.tif"
     write_labels(truth_small, np.ones((10, 10), np.uint32))

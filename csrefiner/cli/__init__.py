@@ -16,8 +16,21 @@ from csrefiner import __version__
 from csrefiner.errors import CsrefinerError
 
 STEP_MODULES = [
-    "synth", "tile", "crop", "finetune", "segment", "stitch", "evaluate", "consensus", "suggest", "annotations",
-    "cgef", "export", "models", "demo", "round",
+    "synth",
+    "tile",
+    "crop",
+    "finetune",
+    "segment",
+    "stitch",
+    "evaluate",
+    "consensus",
+    "suggest",
+    "annotations",
+    "cgef",
+    "export",
+    "models",
+    "demo",
+    "round",
 ]
 
 app = typer.Typer(

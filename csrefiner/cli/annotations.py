@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import List, Optional
 
 import typer
 
@@ -12,22 +11,26 @@ annotations = typer.Typer(help="Move masks to QuPath (GeoJSON) and corrected ann
 
 @annotations.command("to-masks")
 def to_masks(
-    geojson: List[Path] = typer.Option(
+    geojson: list[Path] = typer.Option(
         ..., "--geojson", help="QuPath GeoJSON file, or a folder of them; repeat for several files."
     ),
     image: Path = typer.Option(..., "--image", help="The image the objects were drawn on (gives shape and name)."),
     out: Path = typer.Option(..., "--out", help="Output folder; writes <name>-mask.tif (created if missing)."),
-    origin: str = typer.Option("image", "--origin", help="image: coordinates of this image; slide: of the slide "
-                               "(the patch position is read from its name)."),
-    object_type: Optional[List[str]] = typer.Option(
-        None, "--object-type", help="Use only features of this QuPath objectType (annotation, detection, cell); "
-        "repeat."
+    origin: str = typer.Option(
+        "image",
+        "--origin",
+        help="image: coordinates of this image; slide: of the slide (the patch position is read from its name).",
     ),
-    class_name: Optional[List[str]] = typer.Option(None, "--class", help="Use only features of this class; repeat."),
+    object_type: list[str] | None = typer.Option(
+        None, "--object-type", help="Use only features of this QuPath objectType (annotation, detection, cell); repeat."
+    ),
+    class_name: list[str] | None = typer.Option(None, "--class", help="Use only features of this class; repeat."),
     nucleus: bool = typer.Option(False, "--nucleus", help="For QuPath cells, rasterise the nucleus geometry."),
     lenient: bool = typer.Option(
-        False, "--lenient", help="Fill self-intersecting polygons by the even-odd rule and skip unusable features "
-        "(each with a warning) instead of stopping."
+        False,
+        "--lenient",
+        help="Fill self-intersecting polygons by the even-odd rule and skip unusable features "
+        "(each with a warning) instead of stopping.",
     ),
     with_image: bool = typer.Option(False, "--with-image", help="Also write the image as <name>-img.tif."),
     force: bool = typer.Option(False, "--force", help="Replace existing output files."),
@@ -45,11 +48,14 @@ def to_masks(
 def to_geojson(
     mask: Path = typer.Option(..., "--mask", help="Instance label mask (e.g. <name>-mask.tif)."),
     out: Path = typer.Option(..., "--out", help="GeoJSON file to write (import it in QuPath: File > Import objects)."),
-    object_type: str = typer.Option("annotation", "--object-type", help="annotation (editable in QuPath) or detection."),
+    object_type: str = typer.Option(
+        "annotation", "--object-type", help="annotation (editable in QuPath) or detection."
+    ),
     class_name: str = typer.Option("Nucleus", "--class", help="QuPath classification name of every object."),
     color: str = typer.Option("0,200,255", "--color", help="Classification colour as red,green,blue."),
-    origin: str = typer.Option("image", "--origin", help="image: coordinates of this mask; slide: add the patch "
-                               "position read from its name."),
+    origin: str = typer.Option(
+        "image", "--origin", help="image: coordinates of this mask; slide: add the patch position read from its name."
+    ),
     force: bool = typer.Option(False, "--force", help="Replace an existing output file."),
 ) -> None:
     """Trace every object's outline (holes kept, touching objects separate) into a QuPath FeatureCollection."""

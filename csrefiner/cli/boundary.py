@@ -35,8 +35,20 @@ OS_FIXES = {
     errno.EMFILE: "too many open files; raise the limit (ulimit -n) or run on fewer files",
     errno.EIO: "input/output error; check the disk or the network share",
 }
-READER_MODULES = ("tifffile", "imagecodecs", "h5py", "gzip", "zlib", "PIL", "zipfile", "lzma", "bz2", "mmap",
-                  "numpy._core.memmap", "numpy.core.memmap")  # memmap: a file shorter than its header says
+READER_MODULES = (
+    "tifffile",
+    "imagecodecs",
+    "h5py",
+    "gzip",
+    "zlib",
+    "PIL",
+    "zipfile",
+    "lzma",
+    "bz2",
+    "mmap",
+    "numpy._core.memmap",
+    "numpy.core.memmap",
+)  # memmap: a file shorter than its header says
 READER_ERRORS = (OSError, ValueError, EOFError, RuntimeError, KeyError, IndexError, zlib.error)
 
 
@@ -88,8 +100,11 @@ def _reader_frames(exc: BaseException) -> bool:
 def is_damaged_file(exc: BaseException) -> bool:
     """An error a reader library raised on bytes it could not decode (not a bug of ours)."""
     root = type(exc).__module__.split(".")[0]
-    return root in READER_MODULES or isinstance(exc, (EOFError, zlib.error)) or (
-        isinstance(exc, READER_ERRORS) and _reader_frames(exc))
+    return (
+        root in READER_MODULES
+        or isinstance(exc, (EOFError, zlib.error))
+        or (isinstance(exc, READER_ERRORS) and _reader_frames(exc))
+    )
 
 
 def _path_in_traceback(exc: BaseException) -> str | None:
@@ -114,8 +129,10 @@ def _path_in_traceback(exc: BaseException) -> str | None:
 
 def damaged_line(exc: BaseException) -> str:
     path = _path_in_traceback(exc) or "input"
-    return (f"{path}: cannot be read ({type(exc).__name__}: {one_line(exc)[:200]}); the file looks damaged or "
-            "truncated: copy or export it again")
+    return (
+        f"{path}: cannot be read ({type(exc).__name__}: {one_line(exc)[:200]}); the file looks damaged or "
+        "truncated: copy or export it again"
+    )
 
 
 def usage_line(exc) -> str:

@@ -3,20 +3,19 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import List, Optional
 
 import typer
 
 
 def consensus(
-    pred: List[Path] = typer.Option(..., "--pred", help="Prediction folder of one model; repeat (at least 2)."),
+    pred: list[Path] = typer.Option(..., "--pred", help="Prediction folder of one model; repeat (at least 2)."),
     out: Path = typer.Option(..., "--out", help="Output folder: patches/, objects.csv, tiles.csv, agreement.png."),
-    min_votes: Optional[int] = typer.Option(
+    min_votes: int | None = typer.Option(
         None, "--min-votes", min=1, help="Models that must agree on an object (default: more than half)."
     ),
     iou: float = typer.Option(0.5, "--iou", min=0.05, max=1.0, help="IoU at which objects of two models match."),
-    name: Optional[List[str]] = typer.Option(None, "--name", help="Model name per --pred, in the same order."),
-    image_dir: Optional[Path] = typer.Option(
+    name: list[str] | None = typer.Option(None, "--name", help="Model name per --pred, in the same order."),
+    image_dir: Path | None = typer.Option(
         None, "--image-dir", help="Tile images (<key>-img.tif or <key>.tif): also write them next to the masks."
     ),
     skip_missing: bool = typer.Option(False, "--skip-missing", help="Fuse only tiles every model predicted."),

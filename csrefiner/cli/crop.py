@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -11,11 +10,13 @@ import typer
 def crop(
     image: Path = typer.Option(..., "--image", help="Slide or image to cut (TIFF read lazily, PNG/JPEG)."),
     out: Path = typer.Option(..., "--out", help="Output folder for <slide>-x.._y.._w.._h..-img.tif (+ -mask.tif)."),
-    mask: Optional[Path] = typer.Option(None, "--mask", help="Instance label mask of the image (same size)."),
+    mask: Path | None = typer.Option(None, "--mask", help="Instance label mask of the image (same size)."),
     size: int = typer.Option(256, "--size", min=1, help="Patch side in pixels."),
-    stride: Optional[int] = typer.Option(None, "--stride", min=1, help="Step between patches (default: --size)."),
-    pad: str = typer.Option("reflect", "--pad", help="Padding of edge patches' images: reflect or constant (0). Masks: always 0."),
-    name: Optional[str] = typer.Option(None, "--name", help="Slide name in patch names (default: file name)."),
+    stride: int | None = typer.Option(None, "--stride", min=1, help="Step between patches (default: --size)."),
+    pad: str = typer.Option(
+        "reflect", "--pad", help="Padding of edge patches' images: reflect or constant (0). Masks: always 0."
+    ),
+    name: str | None = typer.Option(None, "--name", help="Slide name in patch names (default: file name)."),
     force: bool = typer.Option(False, "--force", help="Replace an existing output folder."),
 ) -> None:
     """Cut patches; edge patches are padded and named by their valid extent (also listed in crops.json)."""

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import List, Optional
 
 import typer
 
@@ -13,7 +12,9 @@ from csrefiner.errors import CsrefinerError
 def method_names(preds: list[Path], names: list[str] | None) -> list[str]:
     if names:
         if len(names) != len(preds):
-            raise CsrefinerError(f"--name given {len(names)} times for {len(preds)} --pred folders; give one per folder")
+            raise CsrefinerError(
+                f"--name given {len(names)} times for {len(preds)} --pred folders; give one per folder"
+            )
         chosen = list(names)
     else:
         chosen = [p.resolve().name for p in preds]
@@ -26,10 +27,10 @@ def method_names(preds: list[Path], names: list[str] | None) -> list[str]:
 
 def evaluate(
     gt: Path = typer.Option(..., "--gt", help="Ground-truth masks (<name>-mask.tif, or same stems as --pred)."),
-    pred: List[Path] = typer.Option(..., "--pred", help="Prediction folder; repeat to compare methods."),
+    pred: list[Path] = typer.Option(..., "--pred", help="Prediction folder; repeat to compare methods."),
     out: Path = typer.Option(..., "--out", help="Output folder for CSV, JSON, plots and summary.md."),
     iou: float = typer.Option(0.5, "--iou", min=0.05, max=1.0, help="IoU threshold for a true positive."),
-    name: Optional[List[str]] = typer.Option(None, "--name", help="Display name per --pred, in the same order."),
+    name: list[str] | None = typer.Option(None, "--name", help="Display name per --pred, in the same order."),
     force: bool = typer.Option(False, "--force", help="Replace an existing output folder."),
 ) -> None:
     """Match objects one-to-one (as stardist.matching) and report precision, recall, F1, Jaccard, Dice, PQ, AJI+."""

@@ -4,12 +4,12 @@ the whole slide, and a SpatialData zarr store."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal, Optional
+from typing import Literal
 
 import typer
 
 
-def _pair(text: Optional[str], option: str) -> Optional[tuple[int, int]]:
+def _pair(text: str | None, option: str) -> tuple[int, int] | None:
     from csrefiner.errors import CsrefinerError
 
     if text is None:
@@ -23,21 +23,40 @@ def _pair(text: Optional[str], option: str) -> Optional[tuple[int, int]]:
 
 def export(
     mask: Path = typer.Option(..., "--mask", help="Stitched uint32 label image (OME-TIFF from `csrefiner stitch`)."),
-    geojson: Optional[Path] = typer.Option(None, "--geojson", help="Write every cell as a QuPath GeoJSON feature "
-                                           "(pixel-edge convention), traced band by band."),
-    zarr_out: Optional[Path] = typer.Option(None, "--zarr", help="Write a SpatialData zarr store (needs the "
-                                            "spatialdata extra: `make venv-clients`)."),
-    image: Optional[Path] = typer.Option(None, "--image", help="The slide the mask was segmented from (tiled TIFF), "
-                                         "for the zarr store's image."),
-    table: Optional[Path] = typer.Option(None, "--table", help="Cell-bin matrix for the zarr store's table: the "
-                                         ".h5ad or .cellbin.gef of `csrefiner cgef`."),
-    origin: Optional[str] = typer.Option(None, "--origin", help="X,Y added to GeoJSON vertices: where the mask's "
-                                         "pixel (0, 0) lies on the slide QuPath opens (default 0,0)."),
-    offset: Optional[str] = typer.Option(None, "--offset", help="X,Y chip offset for the zarr's 'chip' frame "
-                                         "(default: the table's, from #OffsetX/#OffsetY or GEF minX/minY)."),
-    pixel_size: Optional[float] = typer.Option(None, "--pixel-size", help="Micrometres per pixel (default: the "
-                                               "mask's, the slide's, then the table's)."),
-    object_type: Literal["detection", "annotation"] = typer.Option("detection", "--object-type", help="QuPath object type: detection or annotation."),
+    geojson: Path | None = typer.Option(
+        None,
+        "--geojson",
+        help="Write every cell as a QuPath GeoJSON feature (pixel-edge convention), traced band by band.",
+    ),
+    zarr_out: Path | None = typer.Option(
+        None, "--zarr", help="Write a SpatialData zarr store (needs the spatialdata extra: `make venv-clients`)."
+    ),
+    image: Path | None = typer.Option(
+        None, "--image", help="The slide the mask was segmented from (tiled TIFF), for the zarr store's image."
+    ),
+    table: Path | None = typer.Option(
+        None,
+        "--table",
+        help="Cell-bin matrix for the zarr store's table: the .h5ad or .cellbin.gef of `csrefiner cgef`.",
+    ),
+    origin: str | None = typer.Option(
+        None,
+        "--origin",
+        help="X,Y added to GeoJSON vertices: where the mask's "
+        "pixel (0, 0) lies on the slide QuPath opens (default 0,0).",
+    ),
+    offset: str | None = typer.Option(
+        None,
+        "--offset",
+        help="X,Y chip offset for the zarr's 'chip' frame "
+        "(default: the table's, from #OffsetX/#OffsetY or GEF minX/minY).",
+    ),
+    pixel_size: float | None = typer.Option(
+        None, "--pixel-size", help="Micrometres per pixel (default: the mask's, the slide's, then the table's)."
+    ),
+    object_type: Literal["detection", "annotation"] = typer.Option(
+        "detection", "--object-type", help="QuPath object type: detection or annotation."
+    ),
     force: bool = typer.Option(False, "--force", help="Replace existing outputs."),
 ) -> None:
     """Export the stitched mask: --geojson for QuPath, --zarr for SpatialData (image, labels, shapes, table)."""
@@ -60,8 +79,10 @@ def _export(mask, geojson, zarr_out, image, table, origin_xy, offset_xy, pixel_s
         from csrefiner.interop.spatialdata import export_spatialdata
 
         info = export_spatialdata(zarr_out, mask, image, table, pixel_size, offset_xy, force)
-        typer.echo(f"wrote {zarr_out}: {info['cells']} cells, {info['levels']} levels, pixel size "
-                   f"{info['pixel_size_um']} um, chip offset {info['offset']}")
+        typer.echo(
+            f"wrote {zarr_out}: {info['cells']} cells, {info['levels']} levels, pixel size "
+            f"{info['pixel_size_um']} um, chip offset {info['offset']}"
+        )
     if geojson is not None:
         from csrefiner.wsi.outlines import write_slide_geojson
 

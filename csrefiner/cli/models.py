@@ -30,7 +30,9 @@ def list_models() -> None:
 
 
 @models_app.command("options")
-def list_options(backend: str = typer.Argument(..., help="Backend (--model), e.g. cellpose; `csrefiner models list` lists them.")) -> None:
+def list_options(
+    backend: str = typer.Argument(..., help="Backend (--model), e.g. cellpose; `csrefiner models list` lists them."),
+) -> None:
     """Show the --option KEY=VALUE knobs of BACKEND: type, default, what each does (scratch-only ones marked)."""
     from csrefiner.models import get_backend
     from csrefiner.models.options import table

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -12,12 +11,22 @@ def stitch(
     manifest: Path = typer.Option(..., "--manifest", help="manifest.json written by `csrefiner tile`."),
     tiles: Path = typer.Option(..., "--tiles", help="Folder with one mask per tile: <key>-mask.tif or <key>.tif."),
     out: Path = typer.Option(..., "--out", help="Output label image (tiled pyramidal OME-TIFF, uint32)."),
-    min_iou: float = typer.Option(0.5, "--min-iou", min=0.05, max=1.0, help="IoU inside a shared strip above which two tiles' objects are one."),
-    preview: Optional[Path] = typer.Option(None, "--preview", help="Also write a PNG overview (objects coloured, seams grey)."),
-    report_json: Optional[Path] = typer.Option(None, "--report", help="Also write the counts as JSON (tiles, "
-                                               "objects, matched across seams, assembled, dropped)."),
-    pixel_size: Optional[float] = typer.Option(None, "--pixel-size", help="Micrometres per pixel written as OME "
-                                               "PhysicalSize (default: the manifest's, from the slide)."),
+    min_iou: float = typer.Option(
+        0.5, "--min-iou", min=0.05, max=1.0, help="IoU inside a shared strip above which two tiles' objects are one."
+    ),
+    preview: Path | None = typer.Option(
+        None, "--preview", help="Also write a PNG overview (objects coloured, seams grey)."
+    ),
+    report_json: Path | None = typer.Option(
+        None,
+        "--report",
+        help="Also write the counts as JSON (tiles, objects, matched across seams, assembled, dropped).",
+    ),
+    pixel_size: float | None = typer.Option(
+        None,
+        "--pixel-size",
+        help="Micrometres per pixel written as OME PhysicalSize (default: the manifest's, from the slide).",
+    ),
     force: bool = typer.Option(False, "--force", help="Replace an existing output file."),
 ) -> None:
     """Resolve objects in tile overlaps once (matched across seams, owned by the tile holding their centre)."""

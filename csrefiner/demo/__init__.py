@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from csrefiner.demo.config import DemoConfig, make_config
 
@@ -45,8 +45,9 @@ def write_run_report(run: Path) -> dict:
     return summary
 
 
-def run_demo(out: Path, cfg: DemoConfig, force: bool = False, say: Callable[[str], None] = print,
-             budgets: tuple = ()) -> dict:
+def run_demo(
+    out: Path, cfg: DemoConfig, force: bool = False, say: Callable[[str], None] = print, budgets: tuple = ()
+) -> dict:
     """Run every step into `out`; returns summary.json's content. report.html is written last."""
     import numpy as np
 

@@ -32,24 +32,31 @@ def suggested_names(suggested: Path) -> list[str]:
         names = json.loads(path.read_text())["top"]
         names = [safe_name(str(n), f"{path}: patch name") for n in names]
     except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise CsrefinerError(f"{path}: no readable list of patches ('top'; {exc!r}); run `csrefiner suggest` again") from None
+        raise CsrefinerError(
+            f"{path}: no readable list of patches ('top'; {exc!r}); run `csrefiner suggest` again"
+        ) from None
     for name in names:
         if parse_coords(name) is None or not (Path(suggested) / "patches" / f"{name}-img.tif").is_file():
-            raise CsrefinerError(f"{path}: patch {name!r} has no slide coordinates or no patches/{name}-img.tif; "
-                                 "run `csrefiner suggest` again")
+            raise CsrefinerError(
+                f"{path}: patch {name!r} has no slide coordinates or no patches/{name}-img.tif; "
+                "run `csrefiner suggest` again"
+            )
     return names
 
 
 def check_same_slide(patch: Path, slide: np.ndarray, c, slide_path: Path) -> None:
     """A patch of another slide would silently get this slide's ground truth: its pixels must be the slide's."""
-    box = slide[c.y: c.y + c.h, c.x: c.x + c.w]
+    box = slide[c.y : c.y + c.h, c.x : c.x + c.w]
     if box.shape[:2] != (c.h, c.w) or not np.array_equal(read_image(patch)[: c.h, : c.w], box):
-        raise CsrefinerError(f"{patch}: not the pixels of {slide_path} at x={c.x} y={c.y}; these patches come from "
-                             "another slide (or another `demo data` seed): give the --data folder they were cut from")
+        raise CsrefinerError(
+            f"{patch}: not the pixels of {slide_path} at x={c.x} y={c.y}; these patches come from "
+            "another slide (or another `demo data` seed): give the --data folder they were cut from"
+        )
 
 
-def annotate(suggested: Path, gt_mask: Path, config: dict, out: Path, force: bool = False,
-             slide_image: Path | None = None) -> dict:
+def annotate(
+    suggested: Path, gt_mask: Path, config: dict, out: Path, force: bool = False, slide_image: Path | None = None
+) -> dict:
     """Copy suggested/patches/<name>-img.tif and write <name>-mask.tif from the slide's ground truth."""
     suggested = Path(suggested)
     if "hard_x0" not in config:
@@ -68,7 +75,7 @@ def annotate(suggested: Path, gt_mask: Path, config: dict, out: Path, force: boo
         for name in names:
             c = parse_coords(name)
             shutil.copy(suggested / "patches" / f"{name}-img.tif", tmp / f"{name}-img.tif")
-            box = labels[c.y: c.y + c.h, c.x: c.x + c.w]
+            box = labels[c.y : c.y + c.h, c.x : c.x + c.w]
             write_labels(tmp / f"{name}-mask.tif", relabel_sequential(box)[0].astype(np.uint32))
             hard += in_hard_region(config["hard_x0"], c.x, c.w)
         info = {"patches": names, "selected": len(names), "in_hard_region": int(hard)}

@@ -73,8 +73,20 @@ class DemoConfig:
 
 # quick (the test): 128 px patches (cellpose then trains on 128 px crops, ~3x cheaper than 224), a 768 x 768
 # slide, 8 suggested patches, 6 held-out ones, fewer epochs, no real-image evaluation (spares TensorFlow's import)
-QUICK = dict(patch=128, easy_cols=3, hard_cols=3, pool_rows=4, heldout_rows=2, patches=8, easy_train=4,
-             baseline_epochs=20, epochs=10, tile=512, real=False, quick=True)
+QUICK = dict(
+    patch=128,
+    easy_cols=3,
+    hard_cols=3,
+    pool_rows=4,
+    heldout_rows=2,
+    patches=8,
+    easy_train=4,
+    baseline_epochs=20,
+    epochs=10,
+    tile=512,
+    real=False,
+    quick=True,
+)
 
 
 def make_config(quick: bool = False, **changes) -> DemoConfig:

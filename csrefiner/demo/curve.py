@@ -34,19 +34,49 @@ def budget_sweep(flow: Flow, budgets: list[int]) -> pd.DataFrame:
         rows.append({"model": m, "budget": 0, "f1": f1, "n_images": n})
     for b in [b for b in budgets if b > 0]:
         run = flow.path(f"curve/b{b}")
-        csrefiner("suggest", *preds, "--image-dir", flow.path(L.POOL_TILES), "--top", b, "--out", run / "suggest",
-                  *flow.opts("suggest"))
-        csrefiner("demo", "annotate", "--suggested", run / "suggest", "--data", flow.path(L.DATA),
-                  "--out", run / "annotated")
+        csrefiner(
+            "suggest",
+            *preds,
+            "--image-dir",
+            flow.path(L.POOL_TILES),
+            "--top",
+            b,
+            "--out",
+            run / "suggest",
+            *flow.opts("suggest"),
+        )
+        csrefiner(
+            "demo", "annotate", "--suggested", run / "suggest", "--data", flow.path(L.DATA), "--out", run / "annotated"
+        )
         for m in flow.models:
             base = flow.cached.get(m) or flow.path(L.model_dir(m, L.BASELINE))
             model = run / "models" / m
-            csrefiner("finetune", "--model", m, "--train", run / "annotated", "--pretrained", base, "--out", model,
-                      *flow.train_opts("finetune", m))
+            csrefiner(
+                "finetune",
+                "--model",
+                m,
+                "--train",
+                run / "annotated",
+                "--pretrained",
+                base,
+                "--out",
+                model,
+                *flow.train_opts("finetune", m),
+            )
             pred = run / "predictions" / m
             csrefiner("segment", "--model-dir", model, "--input", gt, "--out", pred, "--device", "cpu")
-            csrefiner("evaluate", "--gt", gt, "--pred", pred, "--name", m, "--out", run / "evaluation" / m,
-                      *flow.opts("evaluate"))
+            csrefiner(
+                "evaluate",
+                "--gt",
+                gt,
+                "--pred",
+                pred,
+                "--name",
+                m,
+                "--out",
+                run / "evaluation" / m,
+                *flow.opts("evaluate"),
+            )
             f1, n = _f1(run / "evaluation" / m, m)
             rows.append({"model": m, "budget": b, "f1": f1, "n_images": n})
     table = pd.DataFrame(rows).sort_values(["model", "budget"])
@@ -78,9 +108,13 @@ def curve_section(run) -> str:
         return ""
     table = pd.read_csv(run / CURVE_CSV)
     curve_figure(table, run / CURVE_PNG)
-    rows = "".join(f"<tr><td>{esc(r.model)}</td><td>{r.budget}</td><td>{r.f1:.3f}</td><td>{r.n_images}</td></tr>"
-                   for r in table.itertuples())
-    return ("<h2>Learning curve (budget sweep)</h2><p>Held-out hard F1 after fine-tuning the baseline on the top "
-            "<i>b</i> suggested patches (budget 0: the baseline); one run per budget, one seed.</p>"
-            f"<table><tr><th>model</th><th>annotated patches</th><th>F1</th><th>held-out patches</th></tr>{rows}"
-            "</table>" + embed(run / CURVE_PNG, "held-out F1 against the annotation budget", 480))
+    rows = "".join(
+        f"<tr><td>{esc(r.model)}</td><td>{r.budget}</td><td>{r.f1:.3f}</td><td>{r.n_images}</td></tr>"
+        for r in table.itertuples()
+    )
+    return (
+        "<h2>Learning curve (budget sweep)</h2><p>Held-out hard F1 after fine-tuning the baseline on the top "
+        "<i>b</i> suggested patches (budget 0: the baseline); one run per budget, one seed.</p>"
+        f"<table><tr><th>model</th><th>annotated patches</th><th>F1</th><th>held-out patches</th></tr>{rows}"
+        "</table>" + embed(run / CURVE_PNG, "held-out F1 against the annotation budget", 480)
+    )

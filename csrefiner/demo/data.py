@@ -64,7 +64,9 @@ def heldout_boxes(cfg: DemoConfig) -> list[Box]:
     return grid_boxes(cfg, range(cfg.pool_rows, cfg.rows), range(cfg.easy_cols, cfg.easy_cols + cfg.hard_cols))
 
 
-def write_patches(folder: Path, image: np.ndarray, labels: np.ndarray, boxes: list[Box], slide: str = SLIDE) -> list[str]:
+def write_patches(
+    folder: Path, image: np.ndarray, labels: np.ndarray, boxes: list[Box], slide: str = SLIDE
+) -> list[str]:
     """`<slide>-x.._y.._w.._h..-img.tif` + `-mask.tif` (labels renumbered 1..n inside the patch)."""
     folder.mkdir(parents=True, exist_ok=True)
     keys = []
@@ -102,7 +104,7 @@ def write_demo_data(out: Path, cfg: DemoConfig, force: bool = False) -> dict:
         write_labels(d / "slide-gt-mask.tif", labels)
         write_image(d / "pool.tif", image[: cfg.pool_rows * cfg.patch])
         write_patches(d / "easy_train", image, labels, easy[: cfg.easy_train])
-        write_patches(d / "easy_val", image, labels, easy[cfg.easy_train: cfg.easy_train + 2])
+        write_patches(d / "easy_val", image, labels, easy[cfg.easy_train : cfg.easy_train + 2])
         heldout = write_patches(d / "heldout_hard", image, labels, heldout_boxes(cfg))
         if real is not None:
             write_patches(d / "real", real[0], real[1], real[2], slide="stardist_real")
@@ -110,14 +112,20 @@ def write_demo_data(out: Path, cfg: DemoConfig, force: bool = False) -> dict:
         spec = {
             "config": cfg.record(),
             "data": {
-                "slide_shape": list(image.shape), "nuclei": int(labels.max()),
+                "slide_shape": list(image.shape),
+                "nuclei": int(labels.max()),
                 "easy_nuclei": int(np.unique(labels[:, : cfg.hard_x0]).size - 1),
-                "hard_nuclei": int(np.unique(labels[:, cfg.hard_x0:]).size - 1),
-                "easy_train_patches": cfg.easy_train, "easy_val_patches": 2, "heldout_hard_patches": len(heldout),
+                "hard_nuclei": int(np.unique(labels[:, cfg.hard_x0 :]).size - 1),
+                "easy_train_patches": cfg.easy_train,
+                "easy_val_patches": 2,
+                "heldout_hard_patches": len(heldout),
                 "pool_shape": [cfg.pool_rows * cfg.patch, image.shape[1]],
                 "real_patches": len(real[2]) if real is not None else 0,
-                "real_source": "stardist.data.test_image_nuclei_2d" if real is not None
-                else "not used (--quick)" if not cfg.real else "stardist not installed",
+                "real_source": "stardist.data.test_image_nuclei_2d"
+                if real is not None
+                else "not used (--quick)"
+                if not cfg.real
+                else "stardist not installed",
                 "gem": gem,
             },
             "options": step_options(cfg),

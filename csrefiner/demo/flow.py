@@ -13,8 +13,8 @@ from __future__ import annotations
 import json
 import shlex
 import shutil
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from csrefiner.demo import layout as L
 from csrefiner.demo.config import AUTO, DemoConfig
@@ -111,8 +111,10 @@ class Flow:
             else:
                 self.models.append(name)
         if not self.models:
-            raise CsrefinerError(f"demo: none of the models {', '.join(self.cfg.models)} can run here: "
-                                 + "; ".join(self.skipped.values()))
+            raise CsrefinerError(
+                f"demo: none of the models {', '.join(self.cfg.models)} can run here: "
+                + "; ".join(self.skipped.values())
+            )
 
     def train_baselines(self) -> None:
         for m in self.models:
@@ -124,8 +126,20 @@ class Flow:
                 self.say(f"[demo] {m} baseline: pretrained {name} from the local cache")
                 continue
             folder = self.path(L.model_dir(m, L.BASELINE))
-            csrefiner("finetune", "--model", m, "--train", self.path(L.EASY_TRAIN), "--val", self.path(L.EASY_VAL),
-                      "--pretrained", "scratch", "--out", folder, *self.train_opts("baseline", m))
+            csrefiner(
+                "finetune",
+                "--model",
+                m,
+                "--train",
+                self.path(L.EASY_TRAIN),
+                "--val",
+                self.path(L.EASY_VAL),
+                "--pretrained",
+                "scratch",
+                "--out",
+                folder,
+                *self.train_opts("baseline", m),
+            )
 
     def baseline(self, m: str) -> list[str]:
         """`segment` arguments of model m's baseline."""
@@ -153,16 +167,43 @@ class Flow:
         opinions = {L.method(m, L.BASELINE): self.baseline(m) for m in self.models}
         opinions[L.WATERSHED] = WATERSHED_ARGS  # the second opinion (with one model, the only one)
         preds = self.segment_all(opinions, tiles, "pool")
-        csrefiner("suggest", *preds, "--image-dir", tiles, "--top", self.cfg.patches, "--out", self.path(L.SUGGEST),
-                  *self.opts("suggest"))
-        csrefiner("demo", "annotate", "--suggested", self.path(L.SUGGEST), "--data", self.path(L.DATA),
-                  "--out", self.path(L.ANNOTATED))
+        csrefiner(
+            "suggest",
+            *preds,
+            "--image-dir",
+            tiles,
+            "--top",
+            self.cfg.patches,
+            "--out",
+            self.path(L.SUGGEST),
+            *self.opts("suggest"),
+        )
+        csrefiner(
+            "demo",
+            "annotate",
+            "--suggested",
+            self.path(L.SUGGEST),
+            "--data",
+            self.path(L.DATA),
+            "--out",
+            self.path(L.ANNOTATED),
+        )
 
     def fine_tune(self) -> None:
         for m in self.models:
             base = self.cached.get(m) or self.path(L.model_dir(m, L.BASELINE))
-            csrefiner("finetune", "--model", m, "--train", self.path(L.ANNOTATED), "--pretrained", base,
-                      "--out", self.path(L.model_dir(m, L.FINETUNED)), *self.train_opts("finetune", m))
+            csrefiner(
+                "finetune",
+                "--model",
+                m,
+                "--train",
+                self.path(L.ANNOTATED),
+                "--pretrained",
+                base,
+                "--out",
+                self.path(L.model_dir(m, L.FINETUNED)),
+                *self.train_opts("finetune", m),
+            )
 
     # -- evaluation ------------------------------------------------------------------------------------------
     def evaluate(self) -> None:
@@ -184,18 +225,43 @@ class Flow:
         tiles = self.path(L.SLIDE_TILES)
         csrefiner("tile", "--image", self.path(L.SLIDE_IMAGE), "--out", tiles, *self.opts("slide_tile"))
         _, masks = self.segment_all({L.method(m, L.FINETUNED): self.tuned(m)}, tiles, "slide")
-        csrefiner("stitch", "--manifest", tiles / "manifest.json", "--tiles", masks, "--out", self.path(L.SLIDE_MASK),
-                  "--report", self.path(L.STITCH_REPORT), "--preview", self.path(L.PREVIEW))
+        csrefiner(
+            "stitch",
+            "--manifest",
+            tiles / "manifest.json",
+            "--tiles",
+            masks,
+            "--out",
+            self.path(L.SLIDE_MASK),
+            "--report",
+            self.path(L.STITCH_REPORT),
+            "--preview",
+            self.path(L.PREVIEW),
+        )
 
     def cell_bin(self) -> None:
-        csrefiner("cgef", "--matrix", self.path(L.GEM), "--mask", self.path(L.SLIDE_MASK), "--out", self.path(L.GEF),
-                  "--h5ad", self.path(L.H5AD))
+        csrefiner(
+            "cgef",
+            "--matrix",
+            self.path(L.GEM),
+            "--mask",
+            self.path(L.SLIDE_MASK),
+            "--out",
+            self.path(L.GEF),
+            "--h5ad",
+            self.path(L.H5AD),
+        )
 
     def write_run_record(self) -> None:
         from csrefiner.demo.summary import machine
 
-        record = {"runner": "csrefiner demo run", "timings": self.times.steps, "total": self.times.total(),
-                  "skipped_models": self.skipped, "machine": machine()}
+        record = {
+            "runner": "csrefiner demo run",
+            "timings": self.times.steps,
+            "total": self.times.total(),
+            "skipped_models": self.skipped,
+            "machine": machine(),
+        }
         (self.out / RUN_JSON).write_text(json.dumps(record, indent=2) + "\n")
 
     # -- the whole run ---------------------------------------------------------------------------------------

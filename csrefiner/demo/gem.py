@@ -24,8 +24,15 @@ def gene_programmes(genes: int, rng: np.random.Generator) -> np.ndarray:
     return base / base.sum(axis=1, keepdims=True)
 
 
-def write_gem(path: Path, labels: np.ndarray, hard_x0: int, genes: int = 40, seed: int = 0,
-              p_cell: float = 0.35, p_background: float = 0.02) -> dict:
+def write_gem(
+    path: Path,
+    labels: np.ndarray,
+    hard_x0: int,
+    genes: int = 40,
+    seed: int = 0,
+    p_cell: float = 0.35,
+    p_background: float = 0.02,
+) -> dict:
     """Write `path` (.gem.gz) for `labels` (the slide's ground truth); returns record / count totals."""
     rng = np.random.default_rng(seed + 7)
     h, w = labels.shape
@@ -43,9 +50,15 @@ def write_gem(path: Path, labels: np.ndarray, hard_x0: int, genes: int = 40, see
         gene[sel] = rng.choice(genes, size=int(sel.sum()), p=programmes[r])
     gene[~cell] = rng.choice(genes, size=int((~cell).sum()), p=noise)
     count = 1 + rng.poisson(0.6, y.size)
-    lines = [f"GENE{g:03d}\t{a}\t{b}\t{c}\n" for g, a, b, c in zip(gene.tolist(), x.tolist(), y.tolist(), count.tolist())]
+    lines = [
+        f"GENE{g:03d}\t{a}\t{b}\t{c}\n" for g, a, b, c in zip(gene.tolist(), x.tolist(), y.tolist(), count.tolist())
+    ]
     text = HEADER + "geneID\tx\ty\tMIDCount\n" + "".join(lines)
     with open(path, "wb") as raw, gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0) as gz:
         gz.write(text.encode())
-    return {"records": int(y.size), "total_count": int(count.sum()), "in_nuclei_count": int(count[cell].sum()),
-            "genes": genes}
+    return {
+        "records": int(y.size),
+        "total_count": int(count.sum()),
+        "in_nuclei_count": int(count[cell].sum()),
+        "genes": genes,
+    }

@@ -11,8 +11,13 @@ import html
 from pathlib import Path
 
 TABLE_METRICS = (  # (summary key, column title)
-    ("precision", "precision"), ("recall", "recall"), ("f1", "F1"), ("object_jaccard", "Jaccard (object)"),
-    ("object_dice", "Dice (object)"), ("pixel_jaccard", "Jaccard (pixel)"), ("pixel_dice", "Dice (pixel)"),
+    ("precision", "precision"),
+    ("recall", "recall"),
+    ("f1", "F1"),
+    ("object_jaccard", "Jaccard (object)"),
+    ("object_dice", "Dice (object)"),
+    ("pixel_jaccard", "Jaccard (pixel)"),
+    ("pixel_dice", "Dice (pixel)"),
 )
 CSS = """body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;color:#222;line-height:1.45}
 table{border-collapse:collapse;margin:.6em 0 1.2em}td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}
@@ -41,8 +46,10 @@ def pvalue(value, key: str) -> str:
 def embed(png: Path, caption: str, width: int | None = None) -> str:
     data = base64.b64encode(png.read_bytes()).decode("ascii")
     style = f' style="width:{width}px"' if width else ""
-    return (f'<figure><img src="data:image/png;base64,{data}" alt="{esc(png.name)}"{style}>'
-            f"<figcaption>{esc(caption)} ({esc(png.name)})</figcaption></figure>")
+    return (
+        f'<figure><img src="data:image/png;base64,{data}" alt="{esc(png.name)}"{style}>'
+        f"<figcaption>{esc(caption)} ({esc(png.name)})</figcaption></figure>"
+    )
 
 
 def metric_table(block: dict, tag: str) -> str:
@@ -60,12 +67,17 @@ def tests_table(summary: dict, tag: str) -> str:
         for k, title in TABLE_METRICS:
             t = pair[k]
             key = f"comparisons/{tag}/{m}/{k}"
-            rows.append(f"<tr><td>{esc(m)}</td><td>{esc(title)}</td>{num(t['median_before'], key + '/median_before')}"
-                        f"{num(t['median_after'], key + '/median_after')}{num(t['mean_diff'], key + '/mean_diff')}"
-                        f"{pvalue(t['p_value'], key + '/p_value')}<td>{t['n_images']}</td></tr>")
-    return ("<table><tr><th>model</th><th>metric</th><th>median before</th><th>median after</th>"
-            "<th>mean difference (after - before)</th><th>Wilcoxon p (paired, two-sided)</th><th>n</th></tr>"
-            + "".join(rows) + "</table>")
+            rows.append(
+                f"<tr><td>{esc(m)}</td><td>{esc(title)}</td>{num(t['median_before'], key + '/median_before')}"
+                f"{num(t['median_after'], key + '/median_after')}{num(t['mean_diff'], key + '/mean_diff')}"
+                f"{pvalue(t['p_value'], key + '/p_value')}<td>{t['n_images']}</td></tr>"
+            )
+    return (
+        "<table><tr><th>model</th><th>metric</th><th>median before</th><th>median after</th>"
+        "<th>mean difference (after - before)</th><th>Wilcoxon p (paired, two-sided)</th><th>n</th></tr>"
+        + "".join(rows)
+        + "</table>"
+    )
 
 
 def gain_lines(summary: dict) -> str:
@@ -77,22 +89,30 @@ def gain_lines(summary: dict) -> str:
             f'{g["f1_before"]:.3f}</span> &rarr; <span data-k="gain/{esc(m)}/f1_after">{g["f1_after"]:.3f}</span> '
             f'(gain <span data-k="gain/{esc(m)}/f1_gain">{g["f1_gain"]:+.3f}</span>, Wilcoxon p = '
             f'<span data-k="gain/{esc(m)}/p_value">{g["p_value"]:.3g}</span>, n = {g["n_images"]}): the fine-tuned '
-            f"model {verdict} the baseline.</p>")
+            f"model {verdict} the baseline.</p>"
+        )
     return "".join(out)
 
 
 def step_times(summary: dict) -> str:
     if not summary["timings"]:  # the pipeline: Nextflow's own trace has the times
-        return ("<h3>Step times</h3><p>Run by the pipeline: each step's time is in Nextflow's "
-                "<code>pipeline_info/</code> (execution trace, report and timeline).</p>")
-    times = "".join(f"<tr><td>{esc(t['step'])}</td>{num(t['wall_s'], f'timings/{i}/wall_s', 1)}"
-                    f"{num(t['cpu_s'], f'timings/{i}/cpu_s', 1)}</tr>" for i, t in enumerate(summary["timings"]))
+        return (
+            "<h3>Step times</h3><p>Run by the pipeline: each step's time is in Nextflow's "
+            "<code>pipeline_info/</code> (execution trace, report and timeline).</p>"
+        )
+    times = "".join(
+        f"<tr><td>{esc(t['step'])}</td>{num(t['wall_s'], f'timings/{i}/wall_s', 1)}"
+        f"{num(t['cpu_s'], f'timings/{i}/cpu_s', 1)}</tr>"
+        for i, t in enumerate(summary["timings"])
+    )
     tot = summary["total"]
     times += f"<tr><th>total</th>{num(tot['wall_s'], 'total/wall_s', 1)}{num(tot['cpu_s'], 'total/cpu_s', 1)}</tr>"
-    return ("<h3>Step times</h3><p>Wall-clock time, and the CPU time of the demo's process (all threads): on a "
-            "shared machine the wall time is inflated by other processes, while CPU time / number of cores "
-            f"estimates an idle run. Machine: {esc(summary['machine'])}.</p>"
-            f"<table><tr><th>step</th><th>wall s</th><th>CPU s</th></tr>{times}</table>")
+    return (
+        "<h3>Step times</h3><p>Wall-clock time, and the CPU time of the demo's process (all threads): on a "
+        "shared machine the wall time is inflated by other processes, while CPU time / number of cores "
+        f"estimates an idle run. Machine: {esc(summary['machine'])}.</p>"
+        f"<table><tr><th>step</th><th>wall s</th><th>CPU s</th></tr>{times}</table>"
+    )
 
 
 def rows(items) -> str:
@@ -103,13 +123,17 @@ def provenance(summary: dict) -> str:
     models = []
     for m, info in summary["models"].items():
         for stage, s in info.items():
-            models.append(f"<tr><td>{esc(m)}-{esc(stage)}</td><td>{esc(s['source'])}</td><td>{esc(s.get('epochs_run', '-'))}</td>"
-                          f"<td>{esc(s.get('lr', '-'))}</td><td>{esc(s.get('best_epoch', '-'))}</td>"
-                          f"<td>{esc(s.get('train_seconds', '-'))}</td><td>{esc(s.get('path', ''))}</td></tr>")
-    options = rows(summary["options"].items()) + rows((f"{step}: {b}", o) for step, knobs in summary["backend_options"].items()
-                                                     for b, o in knobs.items())
+            models.append(
+                f"<tr><td>{esc(m)}-{esc(stage)}</td><td>{esc(s['source'])}</td><td>{esc(s.get('epochs_run', '-'))}</td>"
+                f"<td>{esc(s.get('lr', '-'))}</td><td>{esc(s.get('best_epoch', '-'))}</td>"
+                f"<td>{esc(s.get('train_seconds', '-'))}</td><td>{esc(s.get('path', ''))}</td></tr>"
+            )
+    options = rows(summary["options"].items()) + rows(
+        (f"{step}: {b}", o) for step, knobs in summary["backend_options"].items() for b, o in knobs.items()
+    )
     return (
-        f"<p>Run by <code>{esc(summary['runner'])}</code>.</p>" + step_times(summary)
+        f"<p>Run by <code>{esc(summary['runner'])}</code>.</p>"
+        + step_times(summary)
         + "<h3>Models</h3><table><tr><th>model</th><th>how</th><th>epochs run</th><th>lr</th><th>best epoch</th>"
         f"<th>training s</th><th>folder</th></tr>{''.join(models)}</table>"
         f"<h3>Step options (data/demo.json)</h3><table>{options}</table>"
@@ -119,8 +143,10 @@ def provenance(summary: dict) -> str:
 
 
 def skipped_notes(summary: dict) -> str:
-    return "".join(f'<p class="note">Model <b>{esc(m)}</b> was skipped: {esc(why)}</p>'
-                   for m, why in summary["skipped_models"].items())
+    return "".join(
+        f'<p class="note">Model <b>{esc(m)}</b> was skipped: {esc(why)}</p>'
+        for m, why in summary["skipped_models"].items()
+    )
 
 
 def figures(out: Path, summary: dict) -> str:
@@ -169,22 +195,32 @@ def write_report(out: Path, summary: dict) -> Path:
 
     real = ""
     if "real" in summary:
-        real = ("<h3>Real nuclei (stardist's shipped annotated image, cut into patches)</h3>"
-                + metric_table(summary["real"], "real"))
+        real = "<h3>Real nuclei (stardist's shipped annotated image, cut into patches)</h3>" + metric_table(
+            summary["real"], "real"
+        )
     body = (
         f"<h1>csrefiner demo: fine-tuning on {summary['config']['patches']} suggested patches</h1>"
         "<p>The CSRefiner experiment in miniature: a baseline segmentation model fails on a dense, blurred "
         "region; <code>suggest</code> picks the patches where models disagree; they are annotated (here: ground "
         "truth) and the model is fine-tuned; the same held-out patches are evaluated before and after; the whole "
         "slide is then segmented tile by tile, stitched and turned into a Stereo-seq cell-bin matrix.</p>"
-        + skipped_notes(summary) + gain_lines(summary)
+        + skipped_notes(summary)
+        + gain_lines(summary)
         + "<h2>Before / after on held-out hard patches</h2><p>Macro means over patches; IoU threshold 0.5.</p>"
-        + metric_table(summary["hard"], "hard") + "<h3>Paired tests (baseline vs fine-tuned, same patches)</h3>"
-        + tests_table(summary, "hard") + real
-        + "<h2>Suggest, whole slide, cell-bin matrix</h2>" + slide_section(summary)
-        + figures(out, summary) + curve_section(out) + "<h2>Provenance</h2>" + provenance(summary)
+        + metric_table(summary["hard"], "hard")
+        + "<h3>Paired tests (baseline vs fine-tuned, same patches)</h3>"
+        + tests_table(summary, "hard")
+        + real
+        + "<h2>Suggest, whole slide, cell-bin matrix</h2>"
+        + slide_section(summary)
+        + figures(out, summary)
+        + curve_section(out)
+        + "<h2>Provenance</h2>"
+        + provenance(summary)
     )
     path = out / "report.html"
-    path.write_text(f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>csrefiner demo</title>"
-                    f"<style>{CSS}</style></head><body>{body}</body></html>\n")
+    path.write_text(
+        f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>csrefiner demo</title>"
+        f"<style>{CSS}</style></head><body>{body}</body></html>\n"
+    )
     return path

@@ -29,8 +29,11 @@ def step_options(cfg: DemoConfig) -> dict[str, str]:
 
 def backend_options(cfg: DemoConfig) -> dict[str, dict[str, str]]:
     """Step (baseline, finetune) -> backend -> its `finetune --option KEY=VALUE` knobs."""
+
     def flags(opts: dict) -> str:
         return " ".join(f"--option {k}={v}" for k, v in opts.items())
 
-    return {"baseline": {b: flags({**arch, **train}) for b, (arch, train) in cfg.options.items()},
-            "finetune": {b: flags(train) for b, (_arch, train) in cfg.options.items()}}
+    return {
+        "baseline": {b: flags({**arch, **train}) for b, (arch, train) in cfg.options.items()},
+        "finetune": {b: flags(train) for b, (_arch, train) in cfg.options.items()},
+    }

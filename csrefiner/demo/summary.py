@@ -30,7 +30,9 @@ STAGES = (L.BASELINE, L.FINETUNED)
 
 def read_json(path: Path) -> dict:
     if not path.is_file():
-        raise CsrefinerError(f"{path}: missing from the demo run; run the step that writes it (see `csrefiner demo run`)")
+        raise CsrefinerError(
+            f"{path}: missing from the demo run; run the step that writes it (see `csrefiner demo run`)"
+        )
     return json.loads(path.read_text())
 
 
@@ -38,8 +40,9 @@ def models_of(block: dict) -> list[str]:
     """Models evaluated at both stages, from the method names of an evaluation summary."""
     names = set(block["methods"])
     suffix = f"-{L.FINETUNED}"
-    return sorted(n[: -len(suffix)] for n in names
-                  if n.endswith(suffix) and L.method(n[: -len(suffix)], L.BASELINE) in names)
+    return sorted(
+        n[: -len(suffix)] for n in names if n.endswith(suffix) and L.method(n[: -len(suffix)], L.BASELINE) in names
+    )
 
 
 def best_model(block: dict, models: list[str]) -> str:
@@ -58,9 +61,13 @@ def comparisons(block: dict, models: list[str]) -> dict:
         out[m] = {}
         for k, _ in TABLE_METRICS:
             r = rows[rows.metric == k].iloc[0]
-            out[m][k] = {"median_before": float(r.median_a), "median_after": float(r.median_b),
-                         "mean_diff": float(r.mean_diff_b_minus_a), "p_value": float(r.p_value),
-                         "n_images": int(r.n_images)}
+            out[m][k] = {
+                "median_before": float(r.median_a),
+                "median_after": float(r.median_b),
+                "mean_diff": float(r.mean_diff_b_minus_a),
+                "p_value": float(r.p_value),
+                "n_images": int(r.n_images),
+            }
     return out
 
 
@@ -69,10 +76,15 @@ def gains(block: dict, tests: dict, models: list[str]) -> dict:
     for m in models:
         before = block["methods"][L.method(m, L.BASELINE)]
         after = block["methods"][L.method(m, L.FINETUNED)]
-        out[m] = {"f1_before": before["macro"]["f1"], "f1_after": after["macro"]["f1"],
-                  "f1_gain": after["macro"]["f1"] - before["macro"]["f1"],
-                  "micro_f1_before": before["micro"]["f1"], "micro_f1_after": after["micro"]["f1"],
-                  "p_value": tests[m]["f1"]["p_value"], "n_images": before["n_images"]}
+        out[m] = {
+            "f1_before": before["macro"]["f1"],
+            "f1_after": after["macro"]["f1"],
+            "f1_gain": after["macro"]["f1"] - before["macro"]["f1"],
+            "micro_f1_before": before["micro"]["f1"],
+            "micro_f1_after": after["micro"]["f1"],
+            "p_value": tests[m]["f1"]["p_value"],
+            "n_images": before["n_images"],
+        }
     return out
 
 
@@ -83,10 +95,15 @@ def model_record(run: Path, m: str, stage: str) -> dict:
         return {"source": f"pretrained {base} (local cache)", "model": f"{m}:{base}"}
     card = read_card(folder)
     source = "trained from scratch on the easy domain" if stage == L.BASELINE else f"fine-tuned from the {m} baseline"
-    return {"source": source, "path": L.model_dir(m, stage),
-            "epochs_run": card["hyperparameters"]["epochs_run"], "lr": card["hyperparameters"]["lr"],
-            "best_epoch": card["training"]["best_epoch"], "train_seconds": card["training"]["seconds"],
-            "validation": card["validation"]}
+    return {
+        "source": source,
+        "path": L.model_dir(m, stage),
+        "epochs_run": card["hyperparameters"]["epochs_run"],
+        "lr": card["hyperparameters"]["lr"],
+        "best_epoch": card["training"]["best_epoch"],
+        "train_seconds": card["training"]["seconds"],
+        "validation": card["validation"],
+    }
 
 
 def suggest_info(run: Path) -> dict:
@@ -94,10 +111,14 @@ def suggest_info(run: Path) -> dict:
     picked = read_json(run / L.ANNOTATED / ANNOTATE_JSON)
     top = ranking[ranking.selected]
     rest = ranking[~ranking.selected]
-    return {"models": list(read_json(run / L.SUGGEST / "summary.json")["models"]), "ranked": int(len(ranking)),
-            "selected": picked["selected"], "in_hard_region": picked["in_hard_region"],
-            "mean_disagreement_selected": float(top.disagreement.mean()),
-            "mean_disagreement_not_selected": float(rest.disagreement.mean()) if len(rest) else None}
+    return {
+        "models": list(read_json(run / L.SUGGEST / "summary.json")["models"]),
+        "ranked": int(len(ranking)),
+        "selected": picked["selected"],
+        "in_hard_region": picked["in_hard_region"],
+        "mean_disagreement_selected": float(top.disagreement.mean()),
+        "mean_disagreement_not_selected": float(rest.disagreement.mean()) if len(rest) else None,
+    }
 
 
 def region_f1(cfg: dict, truth: np.ndarray, stitched: np.ndarray) -> dict:
@@ -120,10 +141,18 @@ def region_f1(cfg: dict, truth: np.ndarray, stitched: np.ndarray) -> dict:
 def slide_info(run: Path, cfg: dict, model: str) -> dict:
     rep = read_json(run / L.STITCH_REPORT)
     stitched = read_labels(run / L.SLIDE_MASK)
-    return {"model": L.method(model, L.FINETUNED), "tile_size": cfg["tile"], "overlap": cfg["overlap"],
-            "tiles": rep["tiles"], "objects": rep["objects"], "matched_across_seams": rep["matched"],
-            "assembled": rep["assembled"], "dropped": rep["dropped"], "dtype": str(stitched.dtype),
-            "f1_by_region": region_f1(cfg, read_labels(run / L.SLIDE_GT), stitched)}
+    return {
+        "model": L.method(model, L.FINETUNED),
+        "tile_size": cfg["tile"],
+        "overlap": cfg["overlap"],
+        "tiles": rep["tiles"],
+        "objects": rep["objects"],
+        "matched_across_seams": rep["matched"],
+        "assembled": rep["assembled"],
+        "dropped": rep["dropped"],
+        "dtype": str(stitched.dtype),
+        "f1_by_region": region_f1(cfg, read_labels(run / L.SLIDE_GT), stitched),
+    }
 
 
 def stereo_info(run: Path, gem: dict) -> dict:
@@ -133,8 +162,13 @@ def stereo_info(run: Path, gem: dict) -> dict:
     with h5py.File(run / L.GEF, "r") as f:
         cells, genes = int(f["cellBin"]["cell"].shape[0]), int(f["cellBin"]["gene"].shape[0])
     adata = anndata.read_h5ad(run / L.H5AD)
-    return {"cells": cells, "genes": genes, "records": gem["records"], "total_count": gem["total_count"],
-            "count_in_cells": int(round(float(adata.X.sum())))}
+    return {
+        "cells": cells,
+        "genes": genes,
+        "records": gem["records"],
+        "total_count": gem["total_count"],
+        "count_in_cells": int(round(float(adata.X.sum()))),
+    }
 
 
 def overlay_rows(run: Path, tag: str, models: list[str]) -> tuple[list[dict], list[str]]:
@@ -143,14 +177,22 @@ def overlay_rows(run: Path, tag: str, models: list[str]) -> tuple[list[dict], li
     wide = pd.read_csv(run / L.evaluation(tag) / "per_image.csv").pivot(index="image", columns="method", values="f1")
     m0 = models[0]
     gain = (wide[L.method(m0, L.FINETUNED)] - wide[L.method(m0, L.BASELINE)]).sort_values(kind="stable")
-    picks = list(dict.fromkeys(gain.index[np.linspace(0, len(gain) - 1, min(OVERLAY_ROWS, len(gain))).round().astype(int)]))
+    picks = list(
+        dict.fromkeys(gain.index[np.linspace(0, len(gain) - 1, min(OVERLAY_ROWS, len(gain))).round().astype(int)])
+    )
     columns = [L.method(m, s) for m in models for s in STAGES]
     rows = []
     for key in picks:
         preds = {c: read_labels(run / L.predictions(tag, c) / f"{key}-mask.tif") for c in columns}
-        rows.append({"name": key, "image": read_image(gt_dir / f"{key}-img.tif"),
-                     "gt": read_labels(gt_dir / f"{key}-mask.tif"), "preds": preds,
-                     "f1": {c: float(wide.loc[key, c]) for c in columns}})
+        rows.append(
+            {
+                "name": key,
+                "image": read_image(gt_dir / f"{key}-img.tif"),
+                "gt": read_labels(gt_dir / f"{key}-mask.tif"),
+                "preds": preds,
+                "f1": {c: float(wide.loc[key, c]) for c in columns},
+            }
+        )
     return rows, columns
 
 
@@ -211,8 +253,10 @@ def build_summary(run: Path) -> dict:
         raise CsrefinerError(f"{run}: no {L.EVAL_SETS['heldout_hard']}; is this a demo run folder?")
     models = models_of(blocks["heldout_hard"])
     if not models:
-        raise CsrefinerError(f"{run / L.evaluation('heldout_hard')}: no model evaluated both as "
-                             f"<model>-{L.BASELINE} and <model>-{L.FINETUNED}")
+        raise CsrefinerError(
+            f"{run / L.evaluation('heldout_hard')}: no model evaluated both as "
+            f"<model>-{L.BASELINE} and <model>-{L.FINETUNED}"
+        )
     record = json.loads((run / RUN_JSON).read_text()) if (run / RUN_JSON).is_file() else {}
     comps = {tag: comparisons(block, models) for tag, block in blocks.items()}
     summary = {
@@ -223,10 +267,12 @@ def build_summary(run: Path) -> dict:
         "gain": gains(blocks["heldout_hard"], comps["heldout_hard"], models),
         "hard": {k: v for k, v in blocks["heldout_hard"].items() if k != "paired_tests"},
         "comparisons": {"hard" if tag == "heldout_hard" else tag: c for tag, c in comps.items()},
-        "data": spec["data"], "suggest": suggest_info(run),
+        "data": spec["data"],
+        "suggest": suggest_info(run),
         "slide": slide_info(run, cfg, best_model(blocks["heldout_hard"], models)),
         "stereo": stereo_info(run, spec["data"]["gem"]),
-        "options": spec["options"], "backend_options": spec["backend_options"],
+        "options": spec["options"],
+        "backend_options": spec["backend_options"],
         "figures": make_figures(run, models, tags),
         "timings": record.get("timings", []),
         "total": record.get("total"),

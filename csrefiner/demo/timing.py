@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from typing import Callable, Iterator
+from collections.abc import Callable, Iterator
 
 
 class StepTimes:
@@ -19,10 +19,16 @@ class StepTimes:
         self.say(f"[demo] {name} ...")
         wall, cpu = time.perf_counter(), time.process_time()
         yield
-        row = {"step": name, "wall_s": round(time.perf_counter() - wall, 1), "cpu_s": round(time.process_time() - cpu, 1)}
+        row = {
+            "step": name,
+            "wall_s": round(time.perf_counter() - wall, 1),
+            "cpu_s": round(time.process_time() - cpu, 1),
+        }
         self.steps.append(row)
         self.say(f"[demo] {name}: {row['wall_s']} s (CPU {row['cpu_s']} s)")
 
     def total(self) -> dict:
-        return {"wall_s": round(time.perf_counter() - self._start, 1),
-                "cpu_s": round(time.process_time() - self._cpu, 1)}
+        return {
+            "wall_s": round(time.perf_counter() - self._start, 1),
+            "cpu_s": round(time.process_time() - self._cpu, 1),
+        }

@@ -9,16 +9,29 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from csrefiner.errors import CsrefinerError
 from csrefiner.hitl.geojson import (
-    DEFAULT_CLASS, DEFAULT_COLOR, features_to_labels, labels_to_features, read_features, select,
+    DEFAULT_CLASS,
+    DEFAULT_COLOR,
+    features_to_labels,
+    labels_to_features,
+    read_features,
+    select,
 )
 from csrefiner.io import (
-    atomic_path, check_outputs, check_writable, outputs_together, parse_coords, read_image, read_labels, sample_key,
-    write_image, write_labels,
+    atomic_path,
+    check_outputs,
+    check_writable,
+    outputs_together,
+    parse_coords,
+    read_image,
+    read_labels,
+    sample_key,
+    write_image,
+    write_labels,
 )
 from csrefiner.models.data import check_instance_mask
 
@@ -82,8 +95,13 @@ def to_masks(
         write_labels(mask_path, labels, force=force)
         if img_path is not None:
             write_image(img_path, pixels, force=force)
-    return {"mask": mask_path, "image": img_path, "n_features": len(features), "n_objects": int(labels.max()),
-            "notes": notes + more}
+    return {
+        "mask": mask_path,
+        "image": img_path,
+        "n_features": len(features),
+        "n_objects": int(labels.max()),
+        "notes": notes + more,
+    }
 
 
 def parse_color(text: str) -> tuple[int, int, int]:

@@ -14,8 +14,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Sequence
 
 import numpy as np
 import pandas as pd
@@ -140,16 +140,18 @@ def _describe(canvas, cands, seq, pw, names, n_models) -> tuple[np.ndarray, list
             obj = seq[m][c.box] == i + 1
             ious.append((obj & final).sum() / (obj | final).sum())
         ys, xs = np.nonzero(final)
-        rows.append({
-            "label": int(lut[k]),
-            "votes": len(c.members),
-            "agreement": len(c.members) / n_models * float(np.mean(ious)),
-            "mean_iou": float(np.mean(ious)),
-            "area": int(final.sum()),
-            "centroid_y": float(ys.mean() + c.box[0].start),
-            "centroid_x": float(xs.mean() + c.box[1].start),
-            "members": " ".join(f"{names[m]}:{pw.ids[m][i]}" for m, i in c.members),
-        })
+        rows.append(
+            {
+                "label": int(lut[k]),
+                "votes": len(c.members),
+                "agreement": len(c.members) / n_models * float(np.mean(ious)),
+                "mean_iou": float(np.mean(ious)),
+                "area": int(final.sum()),
+                "centroid_y": float(ys.mean() + c.box[0].start),
+                "centroid_x": float(xs.mean() + c.box[1].start),
+                "members": " ".join(f"{names[m]}:{pw.ids[m][i]}" for m, i in c.members),
+            }
+        )
     return labels, rows
 
 

@@ -10,7 +10,7 @@ Ties in disagreement are ranked by unmatched_share.
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 

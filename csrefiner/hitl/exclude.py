@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import os
 from collections import defaultdict
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Sequence
 
 from csrefiner.errors import CsrefinerError
 from csrefiner.io import SlideCoords, list_images, parse_coords, sample_key
@@ -20,15 +20,16 @@ from csrefiner.io import SlideCoords, list_images, parse_coords, sample_key
 
 def overlaps(a: SlideCoords, b: SlideCoords) -> bool:
     """Same slide and a rectangle intersection of more than zero pixels."""
-    return (a.slide == b.slide and a.x < b.x + b.w and b.x < a.x + a.w
-            and a.y < b.y + b.h and b.y < a.y + a.h)
+    return a.slide == b.slide and a.x < b.x + b.w and b.x < a.x + a.w and a.y < b.y + b.h and b.y < a.y + a.h
 
 
 def coords_of(name: str, source: str) -> SlideCoords:
     coords = parse_coords(name)
     if coords is None:
-        raise CsrefinerError(f"{source}: patch '{name}' carries no slide coordinates; exclusions need names like "
-                             "<slide>-x512_y256_w256_h256 (as `suggest` writes them)")
+        raise CsrefinerError(
+            f"{source}: patch '{name}' carries no slide coordinates; exclusions need names like "
+            "<slide>-x512_y256_w256_h256 (as `suggest` writes them)"
+        )
     return coords
 
 
@@ -69,8 +70,12 @@ def folder_names(folder: str | os.PathLike) -> list[str]:
     return sorted({sample_key(p) for p in list_images(folder)})
 
 
-def exclusion(folders: Sequence[str | os.PathLike] = (), lists: Sequence[str | os.PathLike] = (),
-              names: Iterable[str] = (), source: str = "excluded names") -> Exclusion:
+def exclusion(
+    folders: Sequence[str | os.PathLike] = (),
+    lists: Sequence[str | os.PathLike] = (),
+    names: Iterable[str] = (),
+    source: str = "excluded names",
+) -> Exclusion:
     """All excluded patches of folders, list files and plain names."""
     out = Exclusion()
     for folder in folders:

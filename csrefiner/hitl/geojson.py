@@ -18,16 +18,23 @@ import json
 import os
 import uuid
 from collections import Counter
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Sequence
 
 import numpy as np
 from scipy import ndimage as ndi
 
 from csrefiner.errors import CsrefinerError
 from csrefiner.hitl.polygons import (
-    GeometryError, NotAnArea, area, bounds, first_crossing, parse_geometry, pixel_window, rasterise,
+    GeometryError,
+    NotAnArea,
+    area,
+    bounds,
+    first_crossing,
+    parse_geometry,
+    pixel_window,
+    rasterise,
 )
 from csrefiner.hitl.tracing import object_polygons
 from csrefiner.metrics.overlap import sequential
@@ -93,7 +100,7 @@ def read_features(path: str | os.PathLike) -> list[Feature]:
         raise CsrefinerError(f"{path}: 'features' is not a list")
     bad = [i for i, f in enumerate(items) if not (isinstance(f, dict) and f.get("type") == "Feature")]
     if bad:
-        raise CsrefinerError(f"{path}: entries {bad[:5]} are not GeoJSON Features (need \"type\": \"Feature\")")
+        raise CsrefinerError(f'{path}: entries {bad[:5]} are not GeoJSON Features (need "type": "Feature")')
     return [Feature(str(path), i, f) for i, f in enumerate(items)]
 
 
@@ -168,8 +175,9 @@ def _pixels(f: Feature, shape, even_odd, image_shape, lenient, errors, notes):
     if inside == 0:
         if beyond:
             msg = f"{name}: lies entirely outside the {w} x {h} image (x {x0:.0f}..{x1:.0f}, y {y0:.0f}..{y1:.0f})"
-            (notes if lenient else errors).append(msg + ("; skipped" if lenient else
-                                                         "; check --origin, or pass --lenient to skip it"))
+            (notes if lenient else errors).append(
+                msg + ("; skipped" if lenient else "; check --origin, or pass --lenient to skip it")
+            )
         else:
             notes.append(f"{name}: covers no pixel centre (smaller than a pixel); no object")
         return None
@@ -254,8 +262,15 @@ def labels_to_features(
     return {"type": "FeatureCollection", "features": feats}
 
 
-def object_feature(label: int, polygons, corner, object_type: str = "annotation", class_name: str = DEFAULT_CLASS,
-                   color: Sequence[int] = DEFAULT_COLOR, key: str = "") -> dict:
+def object_feature(
+    label: int,
+    polygons,
+    corner,
+    object_type: str = "annotation",
+    class_name: str = DEFAULT_CLASS,
+    color: Sequence[int] = DEFAULT_COLOR,
+    key: str = "",
+) -> dict:
     """One QuPath feature: the object's traced polygons shifted by `corner` (x, y), its mask label kept."""
     return {
         "type": "Feature",

@@ -24,8 +24,8 @@ from __future__ import annotations
 import json
 import os
 import shutil
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Callable, Sequence
 
 from csrefiner.errors import CsrefinerError
 from csrefiner.io import atomic_dir, atomic_path, image_mask_pairs, parse_coords
@@ -51,8 +51,9 @@ def load_ledger(project: str | os.PathLike, create: bool = False) -> dict:
     if not path.is_file():
         if create:
             return {"csrefiner_rounds": LEDGER_VERSION, "base": None, "heldout": None, "rounds": []}
-        raise CsrefinerError(f"{path}: no rounds ledger; start the project with `csrefiner round next --project "
-                             f"{project} ...`")
+        raise CsrefinerError(
+            f"{path}: no rounds ledger; start the project with `csrefiner round next --project {project} ...`"
+        )
     try:
         ledger = json.loads(path.read_text())
     except json.JSONDecodeError as exc:
@@ -85,11 +86,21 @@ def taken_names(ledger: dict, before: int) -> list[str]:
     return sorted(names)
 
 
-def next_round(project: str | os.PathLike, preds: Sequence[str | os.PathLike], image_dir: str | os.PathLike,
-               names: Sequence[str], top: int, patch_size: int = 256, min_votes: int | None = None,
-               iou: float = 0.5, skip_missing: bool = False, pseudo: int = 0,
-               exclude: Sequence[str | os.PathLike] = (), exclude_list: Sequence[str | os.PathLike] = (),
-               force: bool = False) -> tuple[int, dict]:
+def next_round(
+    project: str | os.PathLike,
+    preds: Sequence[str | os.PathLike],
+    image_dir: str | os.PathLike,
+    names: Sequence[str],
+    top: int,
+    patch_size: int = 256,
+    min_votes: int | None = None,
+    iou: float = 0.5,
+    skip_missing: bool = False,
+    pseudo: int = 0,
+    exclude: Sequence[str | os.PathLike] = (),
+    exclude_list: Sequence[str | os.PathLike] = (),
+    force: bool = False,
+) -> tuple[int, dict]:
     """Suggest the patches of the next round, excluding every patch of the earlier rounds; (round, summary).
 
     A round suggested but not yet trained is suggested again only with --force (same round number)."""
@@ -102,9 +113,11 @@ def next_round(project: str | os.PathLike, preds: Sequence[str | os.PathLike], i
     if last is not None and "train" not in last:
         if not force:
             k = last["round"]
-            raise CsrefinerError(f"{project}: round {k} is suggested but not trained; annotate "
-                                 f"{project / round_dir(k) / 'annotated'} and run `csrefiner round train`, or pass "
-                                 f"--force to suggest round {k} again")
+            raise CsrefinerError(
+                f"{project}: round {k} is suggested but not trained; annotate "
+                f"{project / round_dir(k) / 'annotated'} and run `csrefiner round train`, or pass "
+                f"--force to suggest round {k} again"
+            )
         k = last["round"]
     else:
         k = len(ledger["rounds"]) + 1
@@ -112,12 +125,34 @@ def next_round(project: str | os.PathLike, preds: Sequence[str | os.PathLike], i
     out = project / round_dir(k) / "suggest"
     recorded = last is not None and last["round"] == k
     _replaceable(out, recorded, force, f"the suggestion of round {k}")
-    _, summary = suggest_folders(preds, image_dir, out, names, top, patch_size, min_votes, iou, skip_missing,
-                                 force=True, excluded=excluded, pseudo=pseudo)
-    record = {"round": k, "suggest": {
-        "dir": f"{round_dir(k)}/suggest", "preds": [str(p) for p in preds], "image_dir": str(image_dir),
-        "top": top, "patch_size": patch_size, "suggested": summary["top"], "pseudo": summary["pseudo"],
-        "excluded_patches": excluded.names, "excluded_windows": summary["excluded"]["n_windows"]}}
+    _, summary = suggest_folders(
+        preds,
+        image_dir,
+        out,
+        names,
+        top,
+        patch_size,
+        min_votes,
+        iou,
+        skip_missing,
+        force=True,
+        excluded=excluded,
+        pseudo=pseudo,
+    )
+    record = {
+        "round": k,
+        "suggest": {
+            "dir": f"{round_dir(k)}/suggest",
+            "preds": [str(p) for p in preds],
+            "image_dir": str(image_dir),
+            "top": top,
+            "patch_size": patch_size,
+            "suggested": summary["top"],
+            "pseudo": summary["pseudo"],
+            "excluded_patches": excluded.names,
+            "excluded_windows": summary["excluded"]["n_windows"],
+        },
+    }
     ledger["rounds"] = [r for r in ledger["rounds"] if r["round"] != k] + [record]
     save_ledger(project, ledger)
     return k, summary
@@ -125,15 +160,19 @@ def next_round(project: str | os.PathLike, preds: Sequence[str | os.PathLike], i
 
 # -- annotated patches -------------------------------------------------------------------------------------------
 def _hashes(folder: Path) -> list[dict]:
-    return [{"name": key, "img_sha256": sha256(img), "mask_sha256": sha256(mask)}
-            for key, img, mask in image_mask_pairs(folder)]
+    return [
+        {"name": key, "img_sha256": sha256(img), "mask_sha256": sha256(mask)}
+        for key, img, mask in image_mask_pairs(folder)
+    ]
 
 
 def _coords(name: str, where: Path):
     c = parse_coords(name)
     if c is None:
-        raise CsrefinerError(f"{where}: patch '{name}' carries no slide coordinates; keep the names `suggest` wrote "
-                             "(<slide>-x.._y.._w.._h..)")
+        raise CsrefinerError(
+            f"{where}: patch '{name}' carries no slide coordinates; keep the names `suggest` wrote "
+            "(<slide>-x.._y.._w.._h..)"
+        )
     return c
 
 
@@ -150,8 +189,10 @@ def check_new_patches(new: list[dict], ledger: dict, k: int, folder: Path, heldo
         for p in new:
             hit = ex.hit(_coords(p["name"], folder))
             if hit:
-                raise CsrefinerError(f"{folder}: patch {p['name']} overlaps {what} ({hit}); remove it from this "
-                                     "round (a patch is annotated once, and held-out patches are never trained on)")
+                raise CsrefinerError(
+                    f"{folder}: patch {p['name']} overlaps {what} ({hit}); remove it from this "
+                    "round (a patch is annotated once, and held-out patches are never trained on)"
+                )
 
 
 def check_unchanged(project: Path, ledger: dict, k: int) -> None:
@@ -163,8 +204,10 @@ def check_unchanged(project: Path, ledger: dict, k: int) -> None:
         now = {p["name"]: p for p in _hashes(folder)} if folder.is_dir() else {}
         for p in r.get("annotated", []):
             if now.get(p["name"]) != p:
-                raise CsrefinerError(f"{folder}: patch {p['name']} is missing or changed since round {r['round']} "
-                                     "was trained; restore it (the ledger keeps its SHA-256), or start a new project")
+                raise CsrefinerError(
+                    f"{folder}: patch {p['name']} is missing or changed since round {r['round']} "
+                    "was trained; restore it (the ledger keeps its SHA-256), or start a new project"
+                )
 
 
 def _link_or_copy(src: Path, dst: Path) -> None:
@@ -202,9 +245,12 @@ def heldout_scores(project: Path, backend: str, model: str, heldout: Path, out: 
         results = evaluate_folders(heldout, tmp / "predictions", "model", 0.5)
         info = write_evaluation(results, tmp / "evaluation", 0.5)
     macro = info["methods"]["model"]["macro"]
-    return {"dir": str(out.relative_to(project)), "n_images": info["methods"]["model"]["n_images"],
-            **{k: macro[k] for k in ("f1", "precision", "recall")},
-            "pooled_f1": info["methods"]["model"]["micro"]["f1"]}
+    return {
+        "dir": str(out.relative_to(project)),
+        "n_images": info["methods"]["model"]["n_images"],
+        **{k: macro[k] for k in ("f1", "precision", "recall")},
+        "pooled_f1": info["methods"]["model"]["micro"]["f1"],
+    }
 
 
 def _base(ledger: dict, backend: str, pretrained: str | None) -> dict:
@@ -214,8 +260,10 @@ def _base(ledger: dict, backend: str, pretrained: str | None) -> dict:
             raise CsrefinerError("the first `round train` needs --pretrained (the base model every round starts from)")
         return {"backend": backend, "pretrained": pretrained}
     if backend != base["backend"] or (pretrained and pretrained != base["pretrained"]):
-        raise CsrefinerError(f"this project's base model is {base['backend']}:{base['pretrained']} (in {LEDGER}); "
-                             "keep it for every round, or start a new project")
+        raise CsrefinerError(
+            f"this project's base model is {base['backend']}:{base['pretrained']} (in {LEDGER}); "
+            "keep it for every round, or start a new project"
+        )
     return base
 
 
@@ -224,15 +272,26 @@ def _heldout(ledger: dict, heldout: str | os.PathLike | None) -> Path:
     if recorded is None and heldout is None:
         raise CsrefinerError("the first `round train` needs --heldout (annotated patches never trained on)")
     if recorded is not None and heldout is not None and Path(heldout).resolve() != Path(recorded).resolve():
-        raise CsrefinerError(f"--heldout {heldout}: this project's held-out folder is {recorded}; scores of "
-                             "different rounds are only comparable on the same patches")
+        raise CsrefinerError(
+            f"--heldout {heldout}: this project's held-out folder is {recorded}; scores of "
+            "different rounds are only comparable on the same patches"
+        )
     return Path(heldout or recorded)
 
 
-def train_round(project: str | os.PathLike, backend: str, params, start: str = "previous",
-                pretrained: str | None = None, heldout: str | os.PathLike | None = None,
-                val_fraction: float = 0.15, use_pseudo: bool = False, gamma: float = 0.85,
-                force: bool = False, report: Callable | None = None) -> dict:
+def train_round(
+    project: str | os.PathLike,
+    backend: str,
+    params,
+    start: str = "previous",
+    pretrained: str | None = None,
+    heldout: str | os.PathLike | None = None,
+    val_fraction: float = 0.15,
+    use_pseudo: bool = False,
+    gamma: float = 0.85,
+    force: bool = False,
+    report: Callable | None = None,
+) -> dict:
     """Fine-tune the model of the last suggested round on every annotated patch so far; score it; record it."""
     from csrefiner.models.finetune import finetune
 
@@ -249,8 +308,10 @@ def train_round(project: str | os.PathLike, backend: str, params, start: str = "
     folder = project / round_dir(k)
     _replaceable(folder / "model", "train" in rec, force, f"the model of round {k}")
     if not (folder / "annotated").is_dir():
-        raise CsrefinerError(f"{folder / 'annotated'}: missing; put the corrected patches of round {k} there "
-                             "(<name>-img.tif / <name>-mask.tif, the names `round next` suggested)")
+        raise CsrefinerError(
+            f"{folder / 'annotated'}: missing; put the corrected patches of round {k} there "
+            "(<name>-img.tif / <name>-mask.tif, the names `round next` suggested)"
+        )
     check_unchanged(project, ledger, k)
     new = _hashes(folder / "annotated")
     check_new_patches(new, ledger, k, folder / "annotated", held)
@@ -260,16 +321,37 @@ def train_round(project: str | os.PathLike, backend: str, params, start: str = "
     pseudo = folder / "suggest" / "pseudo" if use_pseudo else None
     if pseudo is not None and not pseudo.is_dir():
         raise CsrefinerError(f"{pseudo}: no pseudo-labels in this round; suggest with `round next --pseudo N`")
-    card = finetune(backend, folder / "train", folder / "model", origin, params, None, val_fraction, pseudo, gamma,
-                    force=True, report=report)
+    card = finetune(
+        backend,
+        folder / "train",
+        folder / "model",
+        origin,
+        params,
+        None,
+        val_fraction,
+        pseudo,
+        gamma,
+        force=True,
+        report=report,
+    )
     if ledger.get("base_scores") is None and base["pretrained"] != "scratch":
-        ledger["base_scores"] = heldout_scores(project, backend, base["pretrained"], held, project / BASE_HELDOUT,
-                                               params.device)
+        ledger["base_scores"] = heldout_scores(
+            project, backend, base["pretrained"], held, project / BASE_HELDOUT, params.device
+        )
     scores = heldout_scores(project, backend, str(folder / "model"), held, folder / "heldout", params.device)
     rec["annotated"] = new
-    rec["train"] = {"from": "base" if prev is None else start, "start_model": origin, "model": f"{round_dir(k)}/model", "n_patches": n,
-                    "n_new_patches": len(new), "pseudo": bool(pseudo), "gamma": gamma if pseudo else None,
-                    "seed": params.seed, "epochs": params.epochs, "validation_f1": card["validation"]["after"]["f1"]}
+    rec["train"] = {
+        "from": "base" if prev is None else start,
+        "start_model": origin,
+        "model": f"{round_dir(k)}/model",
+        "n_patches": n,
+        "n_new_patches": len(new),
+        "pseudo": bool(pseudo),
+        "gamma": gamma if pseudo else None,
+        "seed": params.seed,
+        "epochs": params.epochs,
+        "validation_f1": card["validation"]["after"]["f1"],
+    }
     rec["heldout"] = scores
     ledger["base"], ledger["heldout"] = base, str(held)
     save_ledger(project, ledger)
@@ -281,14 +363,30 @@ def status(project: str | os.PathLike) -> list[dict]:
     ledger = load_ledger(project)
     rows = []
     if ledger.get("base_scores"):
-        rows.append({"round": 0, "suggested": 0, "annotated": 0, "total": 0, "from": "-",
-                     "model": ledger["base"]["pretrained"], "heldout_f1": ledger["base_scores"]["f1"]})
+        rows.append(
+            {
+                "round": 0,
+                "suggested": 0,
+                "annotated": 0,
+                "total": 0,
+                "from": "-",
+                "model": ledger["base"]["pretrained"],
+                "heldout_f1": ledger["base_scores"]["f1"],
+            }
+        )
     total = 0
     for r in ledger["rounds"]:
         total += len(r.get("annotated", []))
         t = r.get("train")
-        rows.append({"round": r["round"], "suggested": len(r["suggest"]["suggested"]),
-                     "annotated": len(r.get("annotated", [])), "total": total if t else None,
-                     "from": t["from"] if t else "-", "model": t["model"] if t else "(not trained)",
-                     "heldout_f1": r["heldout"]["f1"] if t else None})
+        rows.append(
+            {
+                "round": r["round"],
+                "suggested": len(r["suggest"]["suggested"]),
+                "annotated": len(r.get("annotated", [])),
+                "total": total if t else None,
+                "from": t["from"] if t else "-",
+                "model": t["model"] if t else "(not trained)",
+                "heldout_f1": r["heldout"]["f1"] if t else None,
+            }
+        )
     return rows

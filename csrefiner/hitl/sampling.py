@@ -13,7 +13,7 @@ Patches are then drawn with replacement with probability proportional to their c
 from __future__ import annotations
 
 from collections import Counter
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
@@ -49,9 +49,7 @@ def windows(shape: tuple[int, int], size: int) -> list[tuple[slice, slice]]:
     h = min(size, shape[0]) if size > 0 else shape[0]
     w = min(size, shape[1]) if size > 0 else shape[1]
     return [
-        (slice(y, y + h), slice(x, x + w))
-        for y in window_starts(shape[0], size)
-        for x in window_starts(shape[1], size)
+        (slice(y, y + h), slice(x, x + w)) for y in window_starts(shape[0], size) for x in window_starts(shape[1], size)
     ]
 
 
@@ -79,7 +77,12 @@ def _tile_rows(key, stack, image, fused, size, iou, names, excluded: Exclusion):
         h, w = box[0].stop - y, box[1].stop - x
         cons = _renumber(fused.labels[box])
         row = {
-            "name": patch_name(slide, x0 + x, y0 + y, w, h), "tile": key, "x": x0 + x, "y": y0 + y, "w": w, "h": h,
+            "name": patch_name(slide, x0 + x, y0 + y, w, h),
+            "tile": key,
+            "x": x0 + x,
+            "y": y0 + y,
+            "w": w,
+            "h": h,
             **score,
             **{f"n_objects_{n}": int(sequential(c)[1].size) for n, c in zip(names, crops)},
             "n_consensus": int(cons.max()),
@@ -152,16 +155,26 @@ def suggest_folders(
         _write_pairs(tmp / "patches", best)
         if pseudo:
             _write_pairs(tmp / "pseudo", easy)
-        panels = [{"rank": rank, "name": row["name"], "disagreement": row["disagreement"], **crops}
-                  for rank, (_, row, crops) in enumerate(best[:SHEET_PANELS], start=1)]
+        panels = [
+            {"rank": rank, "name": row["name"], "disagreement": row["disagreement"], **crops}
+            for rank, (_, row, crops) in enumerate(best[:SHEET_PANELS], start=1)
+        ]
         ranking.to_csv(tmp / "ranking.csv", index=False)
         suggestion_sheet(panels, names, tmp / "suggest.png")
         summary = {
-            "models": dict(zip(names, map(str, preds))), "min_votes": k, "iou": iou, "patch_size": patch_size,
-            "n_tiles": len(tiles), "n_patches_ranked": len(ranking), "top": [r["name"] for _, r, _ in best],
+            "models": dict(zip(names, map(str, preds))),
+            "min_votes": k,
+            "iou": iou,
+            "patch_size": patch_size,
+            "n_tiles": len(tiles),
+            "n_patches_ranked": len(ranking),
+            "top": [r["name"] for _, r, _ in best],
             "pseudo": [r["name"] for _, r, _ in easy],
-            "excluded": {"sources": excluded.sources, "n_patches": len(excluded.names),
-                         "n_windows": int((ranking.excluded_by != "").sum())},
+            "excluded": {
+                "sources": excluded.sources,
+                "n_patches": len(excluded.names),
+                "n_windows": int((ranking.excluded_by != "").sum()),
+            },
             "skipped": notes,
         }
         (tmp / "summary.json").write_text(json.dumps(summary, indent=2))

@@ -114,22 +114,31 @@ def _gef_table(path: Path):
     with h5py.File(path, "r") as f:
         g = f["cellBin"]
         if "label" not in g:
-            raise CsrefinerError(f"{path}: a cell-bin GEF without /cellBin/label (not written by csrefiner); "
-                                 "cells cannot be matched to mask labels: export with --table CELLS.h5ad")
+            raise CsrefinerError(
+                f"{path}: a cell-bin GEF without /cellBin/label (not written by csrefiner); "
+                "cells cannot be matched to mask labels: export with --table CELLS.h5ad"
+            )
         cell, exp, genes, label = g["cell"][:], g["cellExp"][:], g["gene"][:], g["label"][:]
         offset = int(f.attrs["offsetX"][0]), int(f.attrs["offsetY"][0])
         um = float(f.attrs["csrefiner_pixel_size_um"][0]) if "csrefiner_pixel_size_um" in f.attrs else None
         resolution = int(f.attrs["resolution"][0])
     indptr = np.r_[cell["offset"].astype(np.int64), len(exp)]
-    X = sparse.csr_matrix((exp["count"].astype(np.int32), exp["geneID"].astype(np.int64), indptr),
-                          shape=(len(cell), len(genes)))
-    obs = pd.DataFrame({"label": label.astype(np.int64), "x": cell["x"], "y": cell["y"], "area_px": cell["area"]},
-                       index=pd.Index([str(v) for v in label], name="cell"))
+    X = sparse.csr_matrix(
+        (exp["count"].astype(np.int32), exp["geneID"].astype(np.int64), indptr), shape=(len(cell), len(genes))
+    )
+    obs = pd.DataFrame(
+        {"label": label.astype(np.int64), "x": cell["x"], "y": cell["y"], "area_px": cell["area"]},
+        index=pd.Index([str(v) for v in label], name="cell"),
+    )
     var = pd.DataFrame({"gene_name": genes["geneName"].astype(str)}, index=pd.Index(genes["geneID"].astype(str)))
     adata = anndata.AnnData(X=X, obs=obs, var=var)
     adata.obsm["spatial"] = np.column_stack([cell["x"], cell["y"]]).astype(np.float64)
-    adata.uns["cellbin"] = {"offset_x": offset[0], "offset_y": offset[1], "resolution_nm": resolution,
-                            **({"pixel_size_um": um} if um else {})}
+    adata.uns["cellbin"] = {
+        "offset_x": offset[0],
+        "offset_y": offset[1],
+        "resolution_nm": resolution,
+        **({"pixel_size_um": um} if um else {}),
+    }
     return adata
 
 
@@ -188,8 +197,12 @@ def export_spatialdata(
 
     adata = read_table(table) if table is not None else None
     meta = adata.uns.get("cellbin", {}) if adata is not None else {}
-    um = (check_pixel_size(pixel_size_um) or read_pixel_size(mask) or (read_pixel_size(image) if image else None)
-          or meta.get("pixel_size_um"))
+    um = (
+        check_pixel_size(pixel_size_um)
+        or read_pixel_size(mask)
+        or (read_pixel_size(image) if image else None)
+        or meta.get("pixel_size_um")
+    )
     offset = offset if offset is not None else (int(meta.get("offset_x", 0)), int(meta.get("offset_y", 0)))
     t = transformations(um, offset)
 
@@ -199,29 +212,56 @@ def export_spatialdata(
         raise CsrefinerError(f"{mask}: dtype {labels.dtype} is not a label image")
     shape = tuple(labels.shape)
     factors = scale_factors(shape)
-    elements = {"labels": {LABELS: Labels2DModel.parse(labels.rechunk(chunk), dims=("y", "x"), transformations=t,
-                                                         scale_factors=factors or None)}}
+    elements = {
+        "labels": {
+            LABELS: Labels2DModel.parse(
+                labels.rechunk(chunk), dims=("y", "x"), transformations=t, scale_factors=factors or None
+            )
+        }
+    }
     if image is not None:
         img, axes = lazy_tiff(image)
         img = _to_dims(img, axes, image, "cyx")
         if tuple(img.shape[1:]) != shape:
-            raise CsrefinerError(f"{image}: slide is {img.shape[1]}x{img.shape[2]} px but the mask {mask} is "
-                                 f"{shape[0]}x{shape[1]}; give the slide the mask was segmented from")
-        elements["images"] = {IMAGE: Image2DModel.parse(img.rechunk((img.shape[0], chunk, chunk)),
-                                                        dims=("c", "y", "x"), transformations=t,
-                                                        scale_factors=factors or None)}
+            raise CsrefinerError(
+                f"{image}: slide is {img.shape[1]}x{img.shape[2]} px but the mask {mask} is "
+                f"{shape[0]}x{shape[1]}; give the slide the mask was segmented from"
+            )
+        elements["images"] = {
+            IMAGE: Image2DModel.parse(
+                img.rechunk((img.shape[0], chunk, chunk)),
+                dims=("c", "y", "x"),
+                transformations=t,
+                scale_factors=factors or None,
+            )
+        }
     cells = shapes_frame(mask, rows)
     elements["shapes"] = {SHAPES: ShapesModel.parse(cells, transformations=t)}
     if adata is not None:
         missing = np.setdiff1d(adata.obs["label"].to_numpy(np.int64), cells.index.to_numpy())
         if missing.size:
-            raise CsrefinerError(f"{table}: {missing.size} cells (e.g. label {missing[0]}) are not in the mask {mask}; "
-                                 "give the matrix built from this mask")
-        elements["tables"] = {TABLE: TableModel.parse(_annotating(adata, [LABELS, SHAPES]), region=[LABELS, SHAPES],
-                                                      region_key=REGION_KEY, instance_key=INSTANCE_KEY)}
+            raise CsrefinerError(
+                f"{table}: {missing.size} cells (e.g. label {missing[0]}) are not in the mask {mask}; "
+                "give the matrix built from this mask"
+            )
+        elements["tables"] = {
+            TABLE: TableModel.parse(
+                _annotating(adata, [LABELS, SHAPES]),
+                region=[LABELS, SHAPES],
+                region_key=REGION_KEY,
+                instance_key=INSTANCE_KEY,
+            )
+        }
     sdata = SpatialData(**elements)
     with atomic_dir(out, force=force) as tmp:
         os.rmdir(tmp)  # spatialdata creates the store itself
         sdata.write(tmp)
-    return {"cells": len(cells), "shape": shape, "pixel_size_um": um, "offset": offset,
-            "image": image is not None, "table": adata is not None, "levels": len(factors) + 1}
+    return {
+        "cells": len(cells),
+        "shape": shape,
+        "pixel_size_um": um,
+        "offset": offset,
+        "image": image is not None,
+        "table": adata is not None,
+        "levels": len(factors) + 1,
+    }

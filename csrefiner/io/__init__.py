@@ -15,7 +15,24 @@ from csrefiner.io.pairing import (
 )
 
 __all__ = [
-    "SlideCoords", "as_labels", "atomic_dir", "atomic_path", "check_outputs", "check_writable", "image_mask_pairs",
-    "is_image_file", "list_images", "outputs_together", "pair_folders", "parse_coords", "patch_name", "read_image",
-    "read_labels", "safe_name", "sample_key", "write_image", "write_labels", "write_text",
+    "SlideCoords",
+    "as_labels",
+    "atomic_dir",
+    "atomic_path",
+    "check_outputs",
+    "check_writable",
+    "image_mask_pairs",
+    "is_image_file",
+    "list_images",
+    "outputs_together",
+    "pair_folders",
+    "parse_coords",
+    "patch_name",
+    "read_image",
+    "read_labels",
+    "safe_name",
+    "sample_key",
+    "write_image",
+    "write_labels",
+    "write_text",
 ]

@@ -20,8 +20,8 @@ import os
 import shutil
 import signal
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 from csrefiner.errors import CsrefinerError
 
@@ -65,7 +65,7 @@ def _name_output(exc: BaseException, tmp: Path, path: Path) -> None:
     if not name:
         exc.filename = str(path)  # a failed write() carries no file name
     elif name.startswith(str(tmp)):
-        exc.filename = str(path) + name[len(str(tmp)):]
+        exc.filename = str(path) + name[len(str(tmp)) :]
 
 
 def umask() -> int:
@@ -133,8 +133,9 @@ def _create_registered(path: Path, folder: bool, created: list[Path]) -> Path:
         if folder:
             tmp = tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
         else:
-            fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".partial{''.join(path.suffixes)}",
-                                       dir=path.parent)
+            fd, tmp = tempfile.mkstemp(
+                prefix=f".{path.stem}.", suffix=f".partial{''.join(path.suffixes)}", dir=path.parent
+            )
             os.close(fd)
     except OSError as exc:
         _remove_empty(created)

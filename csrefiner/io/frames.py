@@ -30,8 +30,19 @@ from pathlib import Path
 from csrefiner.errors import CsrefinerError
 
 UM_PER_UNIT = {  # OME UnitsLength symbols -> micrometres
-    "m": 1e6, "dm": 1e5, "cm": 1e4, "mm": 1e3, "µm": 1.0, "um": 1.0, "\u03bcm": 1.0, "micron": 1.0, "nm": 1e-3,
-    "pm": 1e-6, "Å": 1e-4, "in": 25_400.0, "ft": 304_800.0,
+    "m": 1e6,
+    "dm": 1e5,
+    "cm": 1e4,
+    "mm": 1e3,
+    "µm": 1.0,
+    "um": 1.0,
+    "\u03bcm": 1.0,
+    "micron": 1.0,
+    "nm": 1e-3,
+    "pm": 1e-6,
+    "Å": 1e-4,
+    "in": 25_400.0,
+    "ft": 304_800.0,
 }
 UM_PER_RESOLUTION_UNIT = {2: 25_400.0, 3: 10_000.0}  # TIFF ResolutionUnit: 2 inch, 3 centimetre
 STEREO_DEFAULT_NM = 500
@@ -46,9 +57,12 @@ class Frames:
     pixel_size_um: float | None = None
 
     def as_dict(self) -> dict:
-        return {"frame": "chip = pixel + offset; um = pixel * pixel_size_um",
-                "offset_x": int(self.offset_x), "offset_y": int(self.offset_y),
-                "pixel_size_um": float(self.pixel_size_um) if self.pixel_size_um else None}
+        return {
+            "frame": "chip = pixel + offset; um = pixel * pixel_size_um",
+            "offset_x": int(self.offset_x),
+            "offset_y": int(self.offset_y),
+            "pixel_size_um": float(self.pixel_size_um) if self.pixel_size_um else None,
+        }
 
 
 def check_pixel_size(um: float | None, source: str = "--pixel-size") -> float | None:
@@ -69,8 +83,10 @@ def _square(sx: float | None, sy: float | None, path: Path, what: str) -> float 
         return None
     sx, sy = sx or sy, sy or sx
     if abs(sx - sy) > 1e-6 * max(sx, sy):
-        raise CsrefinerError(f"{path}: {what} says non-square pixels ({sx} x {sy} um); csrefiner needs square "
-                             "pixels: resample the slide or pass --pixel-size to override")
+        raise CsrefinerError(
+            f"{path}: {what} says non-square pixels ({sx} x {sy} um); csrefiner needs square "
+            "pixels: resample the slide or pass --pixel-size to override"
+        )
     return float(sx)
 
 
@@ -87,8 +103,10 @@ def _ome_pixel_size(xml: str, path: Path) -> float | None:
             sizes.append(None)
             continue
         if unit not in UM_PER_UNIT:
-            raise CsrefinerError(f"{path}: OME PhysicalSize{axis}Unit {unit!r} is not a length unit csrefiner knows; "
-                                 "pass --pixel-size in micrometres")
+            raise CsrefinerError(
+                f"{path}: OME PhysicalSize{axis}Unit {unit!r} is not a length unit csrefiner knows; "
+                "pass --pixel-size in micrometres"
+            )
         sizes.append(check_pixel_size(float(value) * UM_PER_UNIT[unit], f"{path}: OME PhysicalSize{axis}"))
     return _square(*sizes, path, "its OME metadata")
 

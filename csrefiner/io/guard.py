@@ -8,8 +8,8 @@ resolved, so a link to the input is the input. Inputs that do not exist are left
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
 from csrefiner.errors import CsrefinerError
 
@@ -35,5 +35,7 @@ def check_outputs(inputs: Iterable[PathLike | None], outputs: Iterable[PathLike 
         for inp in (i for i in ins if i.exists()):  # a missing input is reported by the command itself
             how = _overlap(resolved, inp.resolve())
             if how:
-                raise CsrefinerError(f"{out}: this output {how} {inp}; choose an output outside the inputs "
-                                     "(--force replaces a previous output, never an input)")
+                raise CsrefinerError(
+                    f"{out}: this output {how} {inp}; choose an output outside the inputs "
+                    "(--force replaces a previous output, never an input)"
+                )

@@ -82,7 +82,9 @@ def as_labels(arr: np.ndarray, source: str = "label image") -> np.ndarray:
             f"{source}: dtype {arr.dtype} is not an integer label image; save masks as uint16/uint32 instance labels"
         )
     if arr.size and np.issubdtype(arr.dtype, np.signedinteger) and arr.min() < 0:
-        raise CsrefinerError(f"{source}: negative values ({arr.min()}) in a label image; labels must be 0 (background) or positive")
+        raise CsrefinerError(
+            f"{source}: negative values ({arr.min()}) in a label image; labels must be 0 (background) or positive"
+        )
     if arr.size and arr.dtype.itemsize > 4 and arr.max() > UINT32_MAX:
         raise CsrefinerError(f"{source}: label {arr.max()} exceeds uint32; renumber the objects 1..N")
     return arr.astype(np.uint32, copy=False)
@@ -94,8 +96,9 @@ def read_labels(path: str | os.PathLike) -> np.ndarray:
     return as_labels(_read_raw(path), source=str(path))
 
 
-def write_labels(path: str | os.PathLike, labels: np.ndarray, force: bool = False,
-                 pixel_size_um: float | None = None) -> Path:
+def write_labels(
+    path: str | os.PathLike, labels: np.ndarray, force: bool = False, pixel_size_um: float | None = None
+) -> Path:
     """Write a uint32 instance mask as a zlib-compressed TIFF, atomically (resolution tags when the size is known)."""
     import tifffile
 
@@ -103,13 +106,15 @@ def write_labels(path: str | os.PathLike, labels: np.ndarray, force: bool = Fals
 
     labels = as_labels(labels, source=str(path))
     with atomic_path(path, force=force) as tmp:
-        tifffile.imwrite(tmp, labels, compression="zlib", photometric="minisblack", metadata=None,
-                         **tiff_resolution(pixel_size_um))
+        tifffile.imwrite(
+            tmp, labels, compression="zlib", photometric="minisblack", metadata=None, **tiff_resolution(pixel_size_um)
+        )
     return Path(path)
 
 
-def write_image(path: str | os.PathLike, image: np.ndarray, force: bool = False,
-                pixel_size_um: float | None = None) -> Path:
+def write_image(
+    path: str | os.PathLike, image: np.ndarray, force: bool = False, pixel_size_um: float | None = None
+) -> Path:
     """Write a grey or RGB image (TIFF compressed, PNG via scikit-image), atomically."""
     path = Path(path)
     with atomic_path(path, force=force) as tmp:
@@ -119,8 +124,14 @@ def write_image(path: str | os.PathLike, image: np.ndarray, force: bool = False,
             rgb = image.ndim == 3 and image.shape[-1] == 3
             from csrefiner.io.frames import tiff_resolution
 
-            tifffile.imwrite(tmp, image, compression="zlib", photometric="rgb" if rgb else "minisblack", metadata=None,
-                             **tiff_resolution(pixel_size_um))
+            tifffile.imwrite(
+                tmp,
+                image,
+                compression="zlib",
+                photometric="rgb" if rgb else "minisblack",
+                metadata=None,
+                **tiff_resolution(pixel_size_um),
+            )
         else:
             import skimage.io
 

@@ -16,8 +16,8 @@ import shutil
 import signal
 import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 LOW_DISK = 16 << 20  # bytes free below which a crashed writer is taken to have filled the disk
 

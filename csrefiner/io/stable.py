@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import uuid
-from typing import Iterable
+from collections.abc import Iterable
 
 import numpy as np
 

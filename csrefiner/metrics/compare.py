@@ -29,13 +29,19 @@ def paired_tests(table: pd.DataFrame, metrics=KEY_METRICS) -> pd.DataFrame:
                 stat, p = 0.0, 1.0
             else:
                 stat, p = wilcoxon(pair[a], pair[b], zero_method="wilcox", alternative="two-sided")
-            rows.append({
-                "method_a": a, "method_b": b, "metric": metric, "n_images": len(diff),
-                "median_a": float(pair[a].median()) if len(diff) else float("nan"),
-                "median_b": float(pair[b].median()) if len(diff) else float("nan"),
-                "mean_diff_b_minus_a": float(diff.mean()) if len(diff) else float("nan"),
-                "wilcoxon_statistic": float(stat), "p_value": float(p),
-            })
+            rows.append(
+                {
+                    "method_a": a,
+                    "method_b": b,
+                    "metric": metric,
+                    "n_images": len(diff),
+                    "median_a": float(pair[a].median()) if len(diff) else float("nan"),
+                    "median_b": float(pair[b].median()) if len(diff) else float("nan"),
+                    "mean_diff_b_minus_a": float(diff.mean()) if len(diff) else float("nan"),
+                    "wilcoxon_statistic": float(stat),
+                    "p_value": float(p),
+                }
+            )
     return pd.DataFrame(rows)
 
 
@@ -86,6 +92,9 @@ def markdown(summary: dict, tests: pd.DataFrame | None) -> str:
                 f"| {r.method_a} | {r.method_b} | {r.metric} | {r.n_images} | {_fmt(r.median_a)} | "
                 f"{_fmt(r.median_b)} | {r.mean_diff_b_minus_a:+.3f} | {_fmt(r.p_value)} |"
             )
-    lines += ["", "object_jaccard / object_dice: mean IoU / Dice of matched object pairs; "
-              "pixel_*: foreground pixels; aji_plus: aggregated Jaccard index with one-to-one pairing."]
+    lines += [
+        "",
+        "object_jaccard / object_dice: mean IoU / Dice of matched object pairs; "
+        "pixel_*: foreground pixels; aji_plus: aggregated Jaccard index with one-to-one pairing.",
+    ]
     return "\n".join(lines) + "\n"

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import pandas as pd
@@ -17,8 +17,16 @@ from csrefiner.progress import track
 
 # Columns people compare between methods (paired statistics, box plots), in display order.
 KEY_METRICS = (
-    "precision", "recall", "f1", "object_jaccard", "object_dice", "pixel_jaccard", "pixel_dice",
-    "panoptic_quality", "aji_plus", "ap_50_95",
+    "precision",
+    "recall",
+    "f1",
+    "object_jaccard",
+    "object_dice",
+    "pixel_jaccard",
+    "pixel_dice",
+    "panoptic_quality",
+    "aji_plus",
+    "ap_50_95",
 )
 
 

@@ -46,7 +46,7 @@ class MatchCounts:
     def fn(self) -> int:
         return self.n_true - self.tp
 
-    def __add__(self, other: "MatchCounts") -> "MatchCounts":
+    def __add__(self, other: MatchCounts) -> MatchCounts:
         if other.thresh != self.thresh:
             raise ValueError("cannot pool counts of different thresholds")
         return MatchCounts(

@@ -115,7 +115,9 @@ class Backend(ABC):
     requires: ClassVar[tuple[str, ...]]  # importable modules the backend needs
     default_lr: ClassVar[tuple[float, float]]  # (from scratch, fine-tune)
     known_names: ClassVar[tuple[str, ...]] = ()  # pretrained names this backend answers to
-    option_specs: ClassVar[tuple[Option, ...]] = ()  # the `--option KEY=VALUE` knobs it reads (csrefiner.models.options)
+    option_specs: ClassVar[
+        tuple[Option, ...]
+    ] = ()  # the `--option KEY=VALUE` knobs it reads (csrefiner.models.options)
 
     @property
     def entry(self) -> Entry:
@@ -153,8 +155,10 @@ class Backend(ABC):
         """Refuse architecture options (scratch-only) when the architecture comes from `base`."""
         given = scratch_given(self.option_specs, options)
         if given and not base.scratch:
-            raise CsrefinerError(f"--option {', '.join(given)}: the architecture comes from the base model "
-                                 f"{base.name}; these options only apply with --pretrained scratch")
+            raise CsrefinerError(
+                f"--option {', '.join(given)}: the architecture comes from the base model "
+                f"{base.name}; these options only apply with --pretrained scratch"
+            )
 
     def resolve(self, spec: str) -> Pretrained:
         """'scratch', a csrefiner model folder of this backend, or (`find_pretrained`) a library name or path."""

@@ -51,8 +51,10 @@ def read_model_json(path: Path, needs: tuple[str, ...] = (), what: str = "model 
         ) from None
     missing = [key for key in needs if not isinstance(data, dict) or key not in data]
     if not isinstance(data, dict) or missing:
-        raise CsrefinerError(f"{path}: {what} without {', '.join(map(repr, missing)) or 'a JSON object'}; the model "
-                             "folder is damaged, fine-tune again")
+        raise CsrefinerError(
+            f"{path}: {what} without {', '.join(map(repr, missing)) or 'a JSON object'}; the model "
+            "folder is damaged, fine-tune again"
+        )
     return data
 
 

@@ -15,9 +15,7 @@ def _grey(image: np.ndarray) -> np.ndarray:
     return img.mean(axis=-1) if img.ndim == 3 else img
 
 
-def foreground(
-    image: np.ndarray, sigma: float = 1.0, threshold: float | None = None, min_area: int = 16
-) -> np.ndarray:
+def foreground(image: np.ndarray, sigma: float = 1.0, threshold: float | None = None, min_area: int = 16) -> np.ndarray:
     """Smoothed image above Otsu's (or a fixed) threshold, without specks smaller than `min_area`."""
     smooth = gaussian(_grey(image), sigma, preserve_range=True)
     t = threshold_otsu(smooth) if threshold is None else threshold

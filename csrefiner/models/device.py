@@ -21,7 +21,9 @@ def torch_device(spec: str):
     spec = _check(spec)
     has_cuda = torch.cuda.is_available()
     if spec == "cuda" and not has_cuda:
-        raise CsrefinerError("--device cuda: torch sees no CUDA GPU here (CPU build of torch, or no driver); use --device cpu")
+        raise CsrefinerError(
+            "--device cuda: torch sees no CUDA GPU here (CPU build of torch, or no driver); use --device cpu"
+        )
     return torch.device("cuda" if spec == "cuda" or (spec == "auto" and has_cuda) else "cpu")
 
 
@@ -35,7 +37,9 @@ def tensorflow_device(spec: str) -> str:
 
     gpus = tf.config.list_physical_devices("GPU")
     if spec == "cuda" and not gpus:
-        raise CsrefinerError("--device cuda: TensorFlow sees no GPU here (tensorflow-cpu, or no driver); use --device cpu")
+        raise CsrefinerError(
+            "--device cuda: TensorFlow sees no GPU here (tensorflow-cpu, or no driver); use --device cpu"
+        )
     for gpu in gpus:  # take memory as needed, so several tasks can share a GPU
         tf.config.experimental.set_memory_growth(gpu, True)
     return "cuda" if gpus else "cpu"

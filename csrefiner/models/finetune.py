@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import shutil
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from csrefiner.errors import CsrefinerError
 from csrefiner.io import atomic_dir, check_writable
@@ -32,14 +32,20 @@ def _guard_base(base: Pretrained, out: Path) -> None:
     base_dir = (base.path if base.path.is_dir() else base.path.parent).resolve()
     target = out.resolve()
     if target == base_dir or base_dir in target.parents or target in base_dir.parents:
-        raise CsrefinerError(f"--out {out} is inside or above the base model {base.path}; write the fine-tuned model elsewhere")
+        raise CsrefinerError(
+            f"--out {out} is inside or above the base model {base.path}; write the fine-tuned model elsewhere"
+        )
 
 
 def load_data(train_dir: Path, val_dir: Path | None, val_fraction: float, seed: int, pseudo_dir: Path | None):
     hard = read_folder(train_dir, "hard")
     easy = read_folder(pseudo_dir, "easy") if pseudo_dir else []
     if val_dir is not None:
-        train, val, how = hard + easy, read_folder(val_dir, "hard"), {"method": "validation folder", "folder": str(val_dir)}
+        train, val, how = (
+            hard + easy,
+            read_folder(val_dir, "hard"),
+            {"method": "validation folder", "folder": str(val_dir)},
+        )
     else:
         train, val = split(hard, val_fraction, seed)  # validate on corrected patches only
         train += easy
@@ -82,8 +88,9 @@ def finetune(
     out = check_writable(Path(out), force)
     base = backend.resolve(pretrained)
     _guard_base(base, out)
-    train, val, data_record = load_data(Path(train_dir), val_dir and Path(val_dir), val_fraction, params.seed,
-                                        pseudo_dir and Path(pseudo_dir))
+    train, val, data_record = load_data(
+        Path(train_dir), val_dir and Path(val_dir), val_fraction, params.seed, pseudo_dir and Path(pseudo_dir)
+    )
     _check_shapes(backend, train + val)
     lr = params.lr or backend.default_lr[0 if base.scratch else 1]
     start = time.perf_counter()
@@ -102,22 +109,36 @@ def finetune(
             "device": trainer.describe().get("device", params.device),
             "data": data_record,
             "hyperparameters": {
-                "epochs": params.epochs, "epochs_run": len(result.log), "lr": lr, "batch_size": params.batch_size,
-                "seed": params.seed, "eval_every": params.eval_every, "patience": params.patience,
-                "lr_schedule": result.schedule, **params.options,
+                "epochs": params.epochs,
+                "epochs_run": len(result.log),
+                "lr": lr,
+                "batch_size": params.batch_size,
+                "seed": params.seed,
+                "eval_every": params.eval_every,
+                "patience": params.patience,
+                "lr_schedule": result.schedule,
+                **params.options,
             },
             "augmentation": Augment().record() | {"library": trainer.describe().get("augmentation", "")},
             "sampling": result.sampling,
             "architecture": trainer.describe(),
-            "training": {"best_epoch": result.best_epoch, "stopped_early": result.stopped_early,
-                         "seconds": round(time.perf_counter() - start, 1)},
+            "training": {
+                "best_epoch": result.best_epoch,
+                "stopped_early": result.stopped_early,
+                "seconds": round(time.perf_counter() - start, 1),
+            },
             **extras,
             "versions": versions(backend.requires),
         }
         write_json(tmp / CARD, card)  # load() reads it
         reloaded = backend.load(Pretrained(str(out), tmp, folder=True), params)
-        card["validation"] = {"iou": 0.5, "n_images": len(val), "before": result.initial,
-                              "best_during_training": result.best, "after": validation_scores(reloaded, val)}
+        card["validation"] = {
+            "iou": 0.5,
+            "n_images": len(val),
+            "before": result.initial,
+            "best_during_training": result.best,
+            "after": validation_scores(reloaded, val),
+        }
         write_json(tmp / CARD, card)
         write_json(tmp / "train_log.json", result.record())
         plot_loss_curve(result.record()["epochs"], tmp / "loss_curve.png", f"{backend.name} from {base.name}")

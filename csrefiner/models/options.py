@@ -37,8 +37,11 @@ class Option:
             if self.type == "ints":
                 return [int(v) for v in (value if isinstance(value, (list, tuple)) else text.split(","))]
         except (TypeError, ValueError):
-            need = {"int": "give a whole number", "float": "give a number",
-                    "ints": "give whole numbers separated by commas"}[self.type]
+            need = {
+                "int": "give a whole number",
+                "float": "give a number",
+                "ints": "give whole numbers separated by commas",
+            }[self.type]
             raise CsrefinerError(f"--option {self.name}={value}: {need}") from None
         if self.choices:
             lower = text.lower()
@@ -98,8 +101,10 @@ def table(backend) -> str:
 
     entry = BACKENDS[backend.name]
     install = "the base install" if entry.extra == BASE else f"extra [{entry.extra}]"
-    head = (f"{backend.name}: {entry.family}; default pretrained '{entry.default_pretrained}'; {install}, image "
-            f"csrefiner/{entry.image}{', GPU' if entry.gpu else ''}{'' if entry.trainable else ', not trainable'}")
+    head = (
+        f"{backend.name}: {entry.family}; default pretrained '{entry.default_pretrained}'; {install}, image "
+        f"csrefiner/{entry.image}{', GPU' if entry.gpu else ''}{'' if entry.trainable else ', not trainable'}"
+    )
     specs = backend.option_specs
     if not specs:
         return f"{head}\n  (no options)"

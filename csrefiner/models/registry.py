@@ -34,18 +34,59 @@ class Entry:
 
 
 ENTRIES = (
-    Entry("cellpose", "cellpose", "cellpose", "cyto3", "cellpose", gpu=True, trainable=True,
-          family="Cellpose 3 (CPnet)"),
-    Entry("cellvit", "cellvit", "cellvit", "CellViT-256-x40", "cellvit", gpu=True, trainable=True,
-          family="CellViT (ViT-256 / SAM encoder, HoVer-Net post-processing), plain torch"),
-    Entry("cpsam", "cpsam", "cpsam", "cpsam_v2", "cpsam", gpu=True, trainable=True,
-          family="Cellpose-SAM (cellpose 4), its own environment"),
-    Entry("stardist", "stardist", "stardist", "2D_versatile_fluo", "stardist", gpu=True, trainable=True,
-          family="StarDist 2D (tensorflow)"),
-    Entry("cellbin", "cellbin", "stardist", "cellseg_bcdu_SHDI_221008_tf.hdf5", "stardist", gpu=True,
-          trainable=True, family="CellBin BCDU-Net (tensorflow), STOmics SAW"),
-    Entry("watershed", "watershed", BASE, "default", BASE, gpu=False, trainable=False,
-          family="classical, no weights: a reference / second opinion"),
+    Entry(
+        "cellpose", "cellpose", "cellpose", "cyto3", "cellpose", gpu=True, trainable=True, family="Cellpose 3 (CPnet)"
+    ),
+    Entry(
+        "cellvit",
+        "cellvit",
+        "cellvit",
+        "CellViT-256-x40",
+        "cellvit",
+        gpu=True,
+        trainable=True,
+        family="CellViT (ViT-256 / SAM encoder, HoVer-Net post-processing), plain torch",
+    ),
+    Entry(
+        "cpsam",
+        "cpsam",
+        "cpsam",
+        "cpsam_v2",
+        "cpsam",
+        gpu=True,
+        trainable=True,
+        family="Cellpose-SAM (cellpose 4), its own environment",
+    ),
+    Entry(
+        "stardist",
+        "stardist",
+        "stardist",
+        "2D_versatile_fluo",
+        "stardist",
+        gpu=True,
+        trainable=True,
+        family="StarDist 2D (tensorflow)",
+    ),
+    Entry(
+        "cellbin",
+        "cellbin",
+        "stardist",
+        "cellseg_bcdu_SHDI_221008_tf.hdf5",
+        "stardist",
+        gpu=True,
+        trainable=True,
+        family="CellBin BCDU-Net (tensorflow), STOmics SAW",
+    ),
+    Entry(
+        "watershed",
+        "watershed",
+        BASE,
+        "default",
+        BASE,
+        gpu=False,
+        trainable=False,
+        family="classical, no weights: a reference / second opinion",
+    ),
 )
 BACKENDS: dict[str, Entry] = {e.name: e for e in ENTRIES}
 

@@ -39,14 +39,17 @@ END = "// END generated"
 
 # ---- the generated text ------------------------------------------------------------------------------------------
 
+
 def groovy_block() -> list[str]:
     names = ", ".join(f"'{e.name}'" for e in trainable())
     defaults = ", ".join(f"{e.name}: '{e.default_pretrained}'" for e in trainable())
-    return [BEGIN,
-            "// the backends --models accepts (the trainable ones) and their default pretrained models",
-            f"def backends = [{names}]",
-            f"def defaults = [{defaults}]",
-            END]
+    return [
+        BEGIN,
+        "// the backends --models accepts (the trainable ones) and their default pretrained models",
+        f"def backends = [{names}]",
+        f"def defaults = [{defaults}]",
+        END,
+    ]
 
 
 def image_groups() -> dict[str, list[str]]:
@@ -58,12 +61,17 @@ def image_groups() -> dict[str, list[str]]:
 
 
 def containers_block() -> list[str]:
-    branches = [" || ".join(f"meta.backend == '{n}'" for n in names) + f" ? params.container_{image}"
-                for image, names in image_groups().items() if image != BASE]
+    branches = [
+        " || ".join(f"meta.backend == '{n}'" for n in names) + f" ? params.container_{image}"
+        for image, names in image_groups().items()
+        if image != BASE
+    ]
     lines = [BEGIN, "withName: 'FINETUNE.*|SEGMENT.*' {"]  # the base image: watershed and any other backend
     for i, branch in enumerate(branches):
         lines.append(f"    container = {{ {branch}" if i == 0 else f"                : {branch}")
-    lines.append(f"                : params.container_{BASE} }}" if branches else f"    container = params.container_{BASE}")
+    lines.append(
+        f"                : params.container_{BASE} }}" if branches else f"    container = params.container_{BASE}"
+    )
     return [*lines, "}", END]
 
 
@@ -74,6 +82,7 @@ def models_pattern() -> str:
 
 # ---- reading what the files say ----------------------------------------------------------------------------------
 
+
 def _block(text: str) -> tuple[int, int, str] | None:
     """(first line, last line, indentation) of the generated block, or None."""
     lines = text.splitlines()
@@ -82,7 +91,7 @@ def _block(text: str) -> tuple[int, int, str] | None:
     if len(begin) != 1 or len(end) != 1 or end[0] < begin[0]:
         return None
     line = lines[begin[0]]
-    return begin[0], end[0], line[:len(line) - len(line.lstrip())]
+    return begin[0], end[0], line[: len(line) - len(line.lstrip())]
 
 
 def _with_block(text: str, block: list[str]) -> str | None:
@@ -91,7 +100,7 @@ def _with_block(text: str, block: list[str]) -> str | None:
         return None
     first, last, indent = where
     lines = text.splitlines()
-    lines[first:last + 1] = [indent + ln if ln else ln for ln in block]
+    lines[first : last + 1] = [indent + ln if ln else ln for ln in block]
     return "\n".join(lines) + ("\n" if text.endswith("\n") else "")
 
 
@@ -106,6 +115,7 @@ def _read(repo: Path, rel: str) -> str | None:
 
 # ---- checks: one line per difference -----------------------------------------------------------------------------
 
+
 def check_groovy(text: str) -> list[str]:
     out = []
     m = re.search(r"def backends = \[([^\]]*)\]", text)
@@ -117,14 +127,20 @@ def check_groovy(text: str) -> list[str]:
         if e.name not in listed:
             out.append(f"{GROOVY}: parseModels does not accept backend {e.name} (trainable in the registry)")
         if e.name not in defaults:
-            out.append(f"{GROOVY}: parseModels has no default pretrained model for {e.name} "
-                       f"(registry: {e.default_pretrained!r})")
+            out.append(
+                f"{GROOVY}: parseModels has no default pretrained model for {e.name} "
+                f"(registry: {e.default_pretrained!r})"
+            )
         elif defaults[e.name] != e.default_pretrained:
-            out.append(f"{GROOVY}: parseModels' default pretrained model for {e.name} is {defaults[e.name]!r}; "
-                       f"the registry says {e.default_pretrained!r}")
+            out.append(
+                f"{GROOVY}: parseModels' default pretrained model for {e.name} is {defaults[e.name]!r}; "
+                f"the registry says {e.default_pretrained!r}"
+            )
     for name in dict.fromkeys(listed + list(defaults)):
         if name not in names:
-            out.append(f"{GROOVY}: parseModels names backend {name!r}, which is not a trainable backend of the registry")
+            out.append(
+                f"{GROOVY}: parseModels names backend {name!r}, which is not a trainable backend of the registry"
+            )
     return out
 
 
@@ -133,8 +149,9 @@ def check_containers(text: str) -> list[str]:
     m = re.search(r"withName:\s*'FINETUNE\.\*\|SEGMENT\.\*'\s*\{\s*container\s*=\s*(.*?)\n\s*\}", text, re.S)
     body = m.group(1) if m else ""
     found: dict[str, str] = {}
-    for tests, image in re.findall(r"((?:meta\.backend\s*==\s*'[\w-]+'\s*(?:\|\|\s*)?)+)\?\s*params\.container_(\w+)",
-                                   body):
+    for tests, image in re.findall(
+        r"((?:meta\.backend\s*==\s*'[\w-]+'\s*(?:\|\|\s*)?)+)\?\s*params\.container_(\w+)", body
+    ):
         for name in re.findall(r"'([\w-]+)'", tests):
             found.setdefault(name, image)
     fallback = re.search(r":\s*params\.container_(\w+)\s*\}?\s*$", body.strip())  # the last `: params...`
@@ -142,8 +159,10 @@ def check_containers(text: str) -> list[str]:
         image = found.get(e.name) or (fallback.group(1) if fallback else None)
         if image != e.image:
             where = f"container_{image}" if image else "no image"
-            out.append(f"{CONTAINERS}: FINETUNE/SEGMENT with backend {e.name} run in {where}; the registry says "
-                       f"container_{e.image}")
+            out.append(
+                f"{CONTAINERS}: FINETUNE/SEGMENT with backend {e.name} run in {where}; the registry says "
+                f"container_{e.image}"
+            )
     for name in found:
         if name not in {e.name for e in ENTRIES}:
             out.append(f"{CONTAINERS}: FINETUNE/SEGMENT name backend {name!r}, which the registry lacks")
@@ -152,8 +171,9 @@ def check_containers(text: str) -> list[str]:
 
 def container_params(text: str) -> dict[str, str]:
     """{family: image} of the `container_<family> = '...'` params (as containers/images.py reads them)."""
-    return {fam: ref for fam, ref in re.findall(r"^\s*container_(\w+)\s*=\s*'([^']+)'", text, re.M)
-            if fam != "registry"}
+    return {
+        fam: ref for fam, ref in re.findall(r"^\s*container_(\w+)\s*=\s*'([^']+)'", text, re.M) if fam != "registry"
+    }
 
 
 def check_images(repo: Path, config: str) -> list[str]:
@@ -189,7 +209,9 @@ def check_schema(schema: dict, config: str) -> list[str]:
             out.append(f"{SCHEMA}: the --models pattern does not allow backend {name}")
     for name in allowed:
         if name not in names:
-            out.append(f"{SCHEMA}: the --models pattern allows {name!r}, which is not a trainable backend of the registry")
+            out.append(
+                f"{SCHEMA}: the --models pattern allows {name!r}, which is not a trainable backend of the registry"
+            )
     if not out and pattern != models_pattern():
         out.append(f"{SCHEMA}: the --models pattern differs from the registry's ({models_pattern()!r})")
     props = schema["$defs"].get("container_options", {}).get("properties", {})
@@ -208,22 +230,28 @@ def check_extras(pyproject: dict) -> list[str]:
             out.append(f"{PYPROJECT}: no extra [{e.extra}] (backend {e.name})")
         installs = BASE if e.image == BASE else e.image
         if e.extra != installs:
-            out.append(f"registry: backend {e.name} needs extra [{e.extra}] but runs in image {e.image}, which "
-                       f"installs {'the base install' if installs == BASE else f'[{installs}]'} (containers/build.sh)")
+            out.append(
+                f"registry: backend {e.name} needs extra [{e.extra}] but runs in image {e.image}, which "
+                f"installs {'the base install' if installs == BASE else f'[{installs}]'} (containers/build.sh)"
+            )
     return out
 
 
 def check_docs(text: str) -> list[str]:
     out = []
-    rows = {m.group(1): m.groups()[1:] for m in
-            re.finditer(r"^\| `([a-z][\w-]*)` \|([^|]*)\|([^|]*)\|([^|]*)\|\s*$", text, re.M)}
+    rows = {
+        m.group(1): m.groups()[1:]
+        for m in re.finditer(r"^\| `([a-z][\w-]*)` \|([^|]*)\|([^|]*)\|([^|]*)\|\s*$", text, re.M)
+    }
     for e in ENTRIES:
         if e.name not in rows:
             out.append(f"{DOCS}: the backend table has no row for {e.name}")
             continue
         _family, install, default = (c.strip() for c in rows[e.name])
         if default != f"`{e.default_pretrained}`":
-            out.append(f"{DOCS}: default pretrained of {e.name} is {default}; the registry says `{e.default_pretrained}`")
+            out.append(
+                f"{DOCS}: default pretrained of {e.name} is {default}; the registry says `{e.default_pretrained}`"
+            )
         if f"`csrefiner/{e.image}`" not in install:
             out.append(f"{DOCS}: install of {e.name} does not name its image `csrefiner/{e.image}` ({install})")
         if e.extra != BASE and f"`{e.extra}`" not in install:
@@ -273,6 +301,7 @@ def check(repo: Path = REPO) -> list[str]:
 
 
 # ---- writing -----------------------------------------------------------------------------------------------------
+
 
 def write(repo: Path = REPO) -> list[str]:
     """Rewrite the generated parts from the registry; the files changed (relative paths)."""

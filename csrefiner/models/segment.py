@@ -78,19 +78,24 @@ def check_against_manifest(images: list[Path], manifest_path: Path) -> None:
     for path in images:
         tile = tiles.get(sample_key(path))
         if tile is None:
-            raise CsrefinerError(f"{path.name}: not a tile of {manifest_path} (slide '{manifest.slide}'); "
-                                 "segment the tiles that `csrefiner tile` wrote for this manifest")
+            raise CsrefinerError(
+                f"{path.name}: not a tile of {manifest_path} (slide '{manifest.slide}'); "
+                "segment the tiles that `csrefiner tile` wrote for this manifest"
+            )
 
 
 def predict_checked(segmenter: Segmenter, image, source: Path):
     labels = segmenter.predict(image)
     if labels.shape != image.shape[:2] or labels.dtype != np.uint32:
-        raise CsrefinerError(f"{source}: model returned {labels.dtype} {labels.shape} for a {image.shape[:2]} image (backend bug)")
+        raise CsrefinerError(
+            f"{source}: model returned {labels.dtype} {labels.shape} for a {image.shape[:2]} image (backend bug)"
+        )
     return labels
 
 
-def segment_tiled(segmenter: Segmenter, path: Path, out_mask: Path, tile_size: int, overlap: int,
-                  pixel_size_um: float | None = None) -> int:
+def segment_tiled(
+    segmenter: Segmenter, path: Path, out_mask: Path, tile_size: int, overlap: int, pixel_size_um: float | None = None
+) -> int:
     """A slide larger than one tile: read tile by tile, segment, stitch (bounded memory, no seams)."""
     from csrefiner.wsi.manifest import Manifest
     from csrefiner.wsi.reader import open_slide
@@ -101,9 +106,16 @@ def segment_tiled(segmenter: Segmenter, path: Path, out_mask: Path, tile_size: i
     with tempfile.TemporaryDirectory(prefix=f".{out_mask.name}.", dir=out_mask.parent) as scratch:
         scratch = Path(scratch)
         with open_slide(path) as slide:
-            manifest = Manifest(slide=sample_key(path), source=str(path), shape=tuple(slide.shape),
-                                dtype=str(slide.dtype), channels=slide.channels, tile_size=tile_size, overlap=overlap,
-                                pixel_size_um=pixel_size_um)
+            manifest = Manifest(
+                slide=sample_key(path),
+                source=str(path),
+                shape=tuple(slide.shape),
+                dtype=str(slide.dtype),
+                channels=slide.channels,
+                tile_size=tile_size,
+                overlap=overlap,
+                pixel_size_um=pixel_size_um,
+            )
             for tile in track(manifest.tiles, f"segment {path.name} tile by tile"):
                 region = slide.read(tile.y, tile.x, tile.h, tile.w)
                 write_labels(scratch / f"{manifest.key(tile)}-mask.tif", predict_checked(segmenter, region, path))
@@ -134,9 +146,18 @@ def check_tiling(images: list[Path], tile_size: int, overlap: int) -> set[Path]:
     return tiled
 
 
-def segment(model_dir: Path | None, model: str | None, input_path: Path, out: Path, params: TrainParams,
-            manifest: Path | None = None, force: bool = False, tile_size: int = 4096, overlap: int = 128,
-            pixel_size_um: float | None = None) -> dict:
+def segment(
+    model_dir: Path | None,
+    model: str | None,
+    input_path: Path,
+    out: Path,
+    params: TrainParams,
+    manifest: Path | None = None,
+    force: bool = False,
+    tile_size: int = 4096,
+    overlap: int = 128,
+    pixel_size_um: float | None = None,
+) -> dict:
     """Segment every input; an image larger than `tile_size` on a side goes tile by tile and is stitched.
 
     Each mask carries its image's pixel size (or `pixel_size_um`) in its TIFF resolution tags."""

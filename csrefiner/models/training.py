@@ -15,9 +15,9 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
@@ -113,8 +113,16 @@ def epoch_orders(train: list, epochs: int, seed: int, gamma: float) -> tuple[Cal
     return (lambda e: np.random.default_rng(seed + e).permutation(len(train))), None
 
 
-def fit(trainer: Trainer, train: list, val: list, params: TrainParams, base_lr: float, checkpoint: Path,
-        gamma: float = 0.85, report: Callable[[EpochRecord, bool], None] | None = None) -> FitResult:
+def fit(
+    trainer: Trainer,
+    train: list,
+    val: list,
+    params: TrainParams,
+    base_lr: float,
+    checkpoint: Path,
+    gamma: float = 0.85,
+    report: Callable[[EpochRecord, bool], None] | None = None,
+) -> FitResult:
     start = time.perf_counter()
     lrs = lr_schedule(base_lr, params.epochs)
     order_of, sampling = epoch_orders(train, params.epochs, params.seed, gamma)

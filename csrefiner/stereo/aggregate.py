@@ -112,8 +112,10 @@ class Buckets:
         for name, values in columns:
             if values.size and values.max() > U4:
                 i = int(np.argmax(values > U4))
-                raise CsrefinerError(f"{self.source}: {name} {values[i]} at {chunk.locate(i)} exceeds 4,294,967,295; "
-                                     "no DNB holds that many reads (a damaged file)")
+                raise CsrefinerError(
+                    f"{self.source}: {name} {values[i]} at {chunk.locate(i)} exceeds 4,294,967,295; "
+                    "no DNB holds that many reads (a damaged file)"
+                )
 
     def check_inside(self, mask_name: str) -> None:
         if self.outside is None:
@@ -145,8 +147,7 @@ def fold(keys: np.ndarray, values: list[np.ndarray]) -> tuple[np.ndarray, list[n
     order = np.argsort(keys, kind="stable")
     keys = keys[order]
     starts = np.flatnonzero(np.r_[True, keys[1:] != keys[:-1]]) if keys.size else np.zeros(0, np.int64)
-    sums = [np.add.reduceat(v[order].astype(np.int64), starts) if keys.size else np.zeros(0, np.int64)
-            for v in values]
+    sums = [np.add.reduceat(v[order].astype(np.int64), starts) if keys.size else np.zeros(0, np.int64) for v in values]
     return keys[starts], sums
 
 
@@ -193,8 +194,10 @@ class Aggregator:
         pos = self.gef_pos[cell.take(inside).astype(np.int64) - 1]
         keys = pos * self.genes + self.gene_rank[rec["gene"].take(inside)]
         values = [kept] + ([rec["exon"].take(inside)] if self.exon else [])
-        keys, sums = fold(np.concatenate([self._carry_keys, keys]),
-                          [np.concatenate([a, b.astype(np.int64)]) for a, b in zip(self._carry, values)])
+        keys, sums = fold(
+            np.concatenate([self._carry_keys, keys]),
+            [np.concatenate([a, b.astype(np.int64)]) for a, b in zip(self._carry, values)],
+        )
         final = self.close_band[keys // self.genes] <= band
         self._carry_keys, self._carry = keys[~final], [s[~final] for s in sums]
         self._write(keys[final], [s[final] for s in sums])

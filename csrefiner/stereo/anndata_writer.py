@@ -37,20 +37,31 @@ def to_anndata(m: CellBinMatrix, pixel_size_um: float | None = None, lowres: np.
     genes_per_cell = np.diff(m.indptr)
     obs = pd.DataFrame(
         {
-            "label": m.label.astype(np.int64), "x": m.x, "y": m.y, "area_px": m.area, "dnb_count": m.dnb_count,
-            "gene_count": genes_per_cell, "total_counts": np.asarray(m.csr().sum(axis=1)).ravel(),
+            "label": m.label.astype(np.int64),
+            "x": m.x,
+            "y": m.y,
+            "area_px": m.area,
+            "dnb_count": m.dnb_count,
+            "gene_count": genes_per_cell,
+            "total_counts": np.asarray(m.csr().sum(axis=1)).ravel(),
         },
         index=pd.Index([str(v) for v in m.label], name="cell"),
     )
     var = pd.DataFrame({"gene_name": m.gene_names}, index=pd.Index(m.gene_ids, name="gene_id"))
-    adata = anndata.AnnData(X=m.csr(np.int64 if m.count.max(initial=0) > np.iinfo(np.int32).max else np.int32),
-                            obs=obs, var=var)
+    adata = anndata.AnnData(
+        X=m.csr(np.int64 if m.count.max(initial=0) > np.iinfo(np.int32).max else np.int32), obs=obs, var=var
+    )
     if m.exon is not None:
         adata.layers["exon"] = m.csr(adata.X.dtype, values=m.exon)
     adata.obsm["spatial"] = np.column_stack([m.x, m.y]).astype(np.float64)
     adata.uns["cellbin"] = {
-        "offset_x": m.offset_x, "offset_y": m.offset_y, "width": m.width, "height": m.height,
-        "resolution_nm": m.resolution, "sn": m.sn, "source": "csrefiner cgef",
+        "offset_x": m.offset_x,
+        "offset_y": m.offset_y,
+        "width": m.width,
+        "height": m.height,
+        "resolution_nm": m.resolution,
+        "sn": m.sn,
+        "source": "csrefiner cgef",
         "pixel_size_um": pixel_size_um or stereo_pixel_size(m.resolution),
         "spatial_frame": "chip (DNB): chip = mask pixel + (offset_x, offset_y); um = chip * pixel_size_um",
     }
@@ -69,9 +80,14 @@ def scanpy_library(m: CellBinMatrix, lowres: np.ndarray | None = None, max_side:
     """scanpy's uns['spatial'] entry: full resolution = the chip frame (obsm['spatial']); the low-res image (the
     stitch preview, which covers the mask) is pasted where the mask lies in the chip frame."""
     diameter = 2 * np.sqrt(np.mean(m.area) / np.pi) if m.n_cells else 1.0
-    library = {"scalefactors": {"tissue_hires_scalef": 1.0, "tissue_lowres_scalef": 1.0,
-                                "spot_diameter_fullres": float(diameter)},
-               "metadata": {"source": "csrefiner cgef"}}
+    library = {
+        "scalefactors": {
+            "tissue_hires_scalef": 1.0,
+            "tissue_lowres_scalef": 1.0,
+            "spot_diameter_fullres": float(diameter),
+        },
+        "metadata": {"source": "csrefiner cgef"},
+    }
     if lowres is not None:
         image, scale = place_lowres(m, lowres, max_side)
         library["images"] = {"hires": image, "lowres": image}  # squidpy's default is hires, scanpy takes either
@@ -87,16 +103,22 @@ def place_lowres(m: CellBinMatrix, preview: np.ndarray, max_side: int) -> tuple[
     scale = min(preview.shape[1] / m.width, max_side / max(full_h, full_w))
     h, w = max(1, round(m.height * scale)), max(1, round(m.width * scale))
     if preview.shape[:2] != (h, w):
-        preview = resize(preview, (h, w) + preview.shape[2:], order=0, preserve_range=True,
-                         anti_aliasing=False).astype(preview.dtype)
+        preview = resize(preview, (h, w) + preview.shape[2:], order=0, preserve_range=True, anti_aliasing=False).astype(
+            preview.dtype
+        )
     canvas = np.zeros((max(1, round(full_h * scale)), max(1, round(full_w * scale))) + preview.shape[2:], preview.dtype)
     y0, x0 = min(round(m.offset_y * scale), canvas.shape[0] - h), min(round(m.offset_x * scale), canvas.shape[1] - w)
     canvas[y0 : y0 + h, x0 : x0 + w] = preview
     return canvas, float(scale)
 
 
-def write_h5ad(m: CellBinMatrix, path: str | os.PathLike, force: bool = False,
-               pixel_size_um: float | None = None, lowres: np.ndarray | None = None) -> Path:
+def write_h5ad(
+    m: CellBinMatrix,
+    path: str | os.PathLike,
+    force: bool = False,
+    pixel_size_um: float | None = None,
+    lowres: np.ndarray | None = None,
+) -> Path:
     adata = to_anndata(m, pixel_size_um, lowres)
     with atomic_path(path, force=force) as tmp:
         write_in_child(lambda: adata.write_h5ad(tmp), path)  # a disk filling up mid-write crashes HDF5

@@ -3,8 +3,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 
@@ -60,8 +60,10 @@ class BgefSource:
         self.n_records = int(expr.shape[0])
         self.has_exon = EXON in f
         if self.has_exon and f[EXON].shape[:1] != expr.shape[:1]:
-            raise CsrefinerError(f"{self.path}: /{EXON} has {f[EXON].shape[0]:,} rows for {self.n_records:,} "
-                                 "expression rows; the file is damaged")
+            raise CsrefinerError(
+                f"{self.path}: /{EXON} has {f[EXON].shape[0]:,} rows for {self.n_records:,} "
+                "expression rows; the file is damaged"
+            )
         self._gene_ranges(genes, id_field)
         attrs = expr.attrs
         self.offset_x, self.offset_y = _attr_int(attrs, "minX", 0), _attr_int(attrs, "minY", 0)
@@ -84,9 +86,7 @@ class BgefSource:
             raise CsrefinerError(f"{self.path}: {self.n_records:,} expression rows but no genes")
         self.genes = GeneTable()
         has_name = "geneName" in (genes.dtype.names or ())
-        gids = [
-            self.genes.add(_text(g[id_field]), _text(g["geneName"]) if has_name else None) for g in genes[order]
-        ]
+        gids = [self.genes.add(_text(g[id_field]), _text(g["geneName"]) if has_name else None) for g in genes[order]]
         self._range_gene = np.asarray(gids, np.int64)
         self._range_end = ends
 
@@ -109,12 +109,18 @@ class BgefSource:
                 try:
                     block = expr[start:stop]
                 except OSError as exc:  # a damaged HDF5 chunk (bad compressed data, truncated copy)
-                    raise CsrefinerError(f"{self.path}: expression rows {start:,}..{stop:,} cannot be read ({exc}); the "
-                                         "file is damaged or incomplete: copy or export it again") from None
+                    raise CsrefinerError(
+                        f"{self.path}: expression rows {start:,}..{stop:,} cannot be read ({exc}); the "
+                        "file is damaged or incomplete: copy or export it again"
+                    ) from None
                 rows = np.arange(start, stop)
                 gene = self._range_gene[np.searchsorted(self._range_end, rows, side="right")]
                 yield RecordChunk(
-                    gene=gene, x=block["x"].astype(np.int64), y=block["y"].astype(np.int64),
-                    count=block["count"].astype(np.int64), first=start, unit="expression row",
+                    gene=gene,
+                    x=block["x"].astype(np.int64),
+                    y=block["y"].astype(np.int64),
+                    count=block["count"].astype(np.int64),
+                    first=start,
+                    unit="expression row",
                     exon=exon[start:stop].astype(np.int64) if exon is not None else None,
                 ).checked(self.path)

@@ -20,7 +20,14 @@ from csrefiner.errors import CsrefinerError
 from csrefiner.io.atomic import scratch
 from csrefiner.stereo.aggregate import Aggregator, Buckets, mask_frame
 from csrefiner.stereo.geometry import (
-    Geometry, LabelSet, Moments, StarBorder, band_boundary, check_label_image, count_blobs, with_neighbour_rows,
+    Geometry,
+    LabelSet,
+    Moments,
+    StarBorder,
+    band_boundary,
+    check_label_image,
+    count_blobs,
+    with_neighbour_rows,
 )
 from csrefiner.stereo.maskbands import MaskBands
 from csrefiner.stereo.prefetch import Background
@@ -65,9 +72,7 @@ class CellBinMatrix:
         from scipy import sparse
 
         values = self.count if values is None else values
-        return sparse.csr_matrix(
-            (values.astype(dtype), self.gene, self.indptr), shape=(self.n_cells, self.n_genes)
-        )
+        return sparse.csr_matrix((values.astype(dtype), self.gene, self.indptr), shape=(self.n_cells, self.n_genes))
 
 
 def block_order(geo: Geometry, labels: np.ndarray, shape: tuple[int, int], block: tuple[int, int]):
@@ -152,8 +157,15 @@ def build_cellbin(
     spill_near = Path(workdir or tempfile.gettempdir()) / "csrefiner-cgef"
     with MaskBands(mask) as bands, scratch(spill_near, folder=True) as spill:
         _check_declared(src, bands.shape, bands.name)
-        buckets = Buckets(spill / "records", bands.shape, bands.rows, src.offset_x, src.offset_y,
-                          str(src.path), exon=getattr(src, "has_exon", False))
+        buckets = Buckets(
+            spill / "records",
+            bands.shape,
+            bands.rows,
+            src.offset_x,
+            src.offset_y,
+            str(src.path),
+            exon=getattr(src, "has_exon", False),
+        )
         try:
             reader = Background(src.chunks(), buckets.add)  # the matrix is parsed while the mask is measured
             try:
@@ -193,16 +205,38 @@ def _assemble(src, bands: MaskBands, labels: LabelSet, geo: Geometry, buckets: B
         agg.close()
     dnb = agg.dnb[1:]
     stats = dict(
-        records=buckets.records, total_count=buckets.total_count, cell_count=int(count.sum()),
-        background_records=agg.background_records, background_count=agg.background_count,
-        dnbs=agg.dnbs, dnbs_in_cells=int(dnb.sum()), matrix_extent=buckets.extent.text(), kind=src.kind,
+        records=buckets.records,
+        total_count=buckets.total_count,
+        cell_count=int(count.sum()),
+        background_records=agg.background_records,
+        background_count=agg.background_count,
+        dnbs=agg.dnbs,
+        dnbs_in_cells=int(dnb.sum()),
+        matrix_extent=buckets.extent.text(),
+        kind=src.kind,
         clipped_entries=int(np.count_nonzero(count > np.iinfo(np.uint16).max)),  # the GEF stores uint16 counts
     )
     h, w = bands.shape
     return CellBinMatrix(
-        label=labels.values[order], x=geo.cx[order] + src.offset_x, y=geo.cy[order] + src.offset_y,
-        area=geo.area[order], dnb_count=dnb[order], border=border[order], indptr=indptr, gene=gene, count=count,
-        gene_ids=gene_ids, gene_names=gene_names, block_size=block, block_index=block_index,
-        offset_x=src.offset_x, offset_y=src.offset_y, width=w, height=h,
-        resolution=src.resolution, sn=src.sn, stats=stats, exon=exon,
+        label=labels.values[order],
+        x=geo.cx[order] + src.offset_x,
+        y=geo.cy[order] + src.offset_y,
+        area=geo.area[order],
+        dnb_count=dnb[order],
+        border=border[order],
+        indptr=indptr,
+        gene=gene,
+        count=count,
+        gene_ids=gene_ids,
+        gene_names=gene_names,
+        block_size=block,
+        block_index=block_index,
+        offset_x=src.offset_x,
+        offset_y=src.offset_y,
+        width=w,
+        height=h,
+        resolution=src.resolution,
+        sn=src.sn,
+        stats=stats,
+        exon=exon,
     )

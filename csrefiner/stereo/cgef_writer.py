@@ -15,15 +15,31 @@ from csrefiner.io.isolated import write_in_child
 from csrefiner.stereo.cellbin import CellBinMatrix
 from csrefiner.stereo.geometry import BORDER_PAD
 
-CELL_DTYPE = np.dtype([
-    ("id", "<u4"), ("x", "<i4"), ("y", "<i4"), ("offset", "<u4"), ("geneCount", "<u4"), ("expCount", "<u4"),
-    ("dnbCount", "<u4"), ("area", "<u4"), ("cellTypeID", "<u2"), ("clusterID", "<u2"),
-])
+CELL_DTYPE = np.dtype(
+    [
+        ("id", "<u4"),
+        ("x", "<i4"),
+        ("y", "<i4"),
+        ("offset", "<u4"),
+        ("geneCount", "<u4"),
+        ("expCount", "<u4"),
+        ("dnbCount", "<u4"),
+        ("area", "<u4"),
+        ("cellTypeID", "<u2"),
+        ("clusterID", "<u2"),
+    ]
+)
 CELL_EXP_DTYPE = np.dtype([("geneID", "<u4"), ("count", "<u2")])
-GENE_DTYPE = np.dtype([
-    ("geneID", "S64"), ("geneName", "S64"), ("offset", "<u4"), ("cellCount", "<u4"), ("expCount", "<u4"),
-    ("maxMIDcount", "<u2"),
-])
+GENE_DTYPE = np.dtype(
+    [
+        ("geneID", "S64"),
+        ("geneName", "S64"),
+        ("offset", "<u4"),
+        ("cellCount", "<u4"),
+        ("expCount", "<u4"),
+        ("maxMIDcount", "<u2"),
+    ]
+)
 GENE_EXP_DTYPE = np.dtype([("cellID", "<u4"), ("count", "<u2")])
 GEFTOOL_VERSION = (1, 3, 3)  # the layout version written (gefpy/geftools 1.3.3)
 U2, U4 = np.iinfo(np.uint16).max, np.iinfo(np.uint32).max
@@ -88,7 +104,7 @@ def gene_sums(m: CellBinMatrix, values: np.ndarray) -> np.ndarray:
     """Sum of `values` per gene as float64 (exact for integer sums below 2^53), in bounded chunks."""
     total = np.zeros(m.n_genes, np.float64)
     for e0 in range(0, values.size, ENTRY_CHUNK):
-        total += np.bincount(m.gene[e0:e0 + ENTRY_CHUNK], weights=values[e0:e0 + ENTRY_CHUNK], minlength=m.n_genes)
+        total += np.bincount(m.gene[e0 : e0 + ENTRY_CHUNK], weights=values[e0 : e0 + ENTRY_CHUNK], minlength=m.n_genes)
     return total
 
 
@@ -157,9 +173,18 @@ def write_cgef(m: CellBinMatrix, path: str | os.PathLike, force: bool = False, a
             grp = f.create_group("cellBin")
 
             ds = grp.create_dataset("cell", data=cell)
-            _summary_attrs(ds, {k: cell[c].astype(np.int64) for k, c in
-                                (("Area", "area"), ("DnbCount", "dnbCount"), ("ExpCount", "expCount"),
-                                 ("GeneCount", "geneCount"))})
+            _summary_attrs(
+                ds,
+                {
+                    k: cell[c].astype(np.int64)
+                    for k, c in (
+                        ("Area", "area"),
+                        ("DnbCount", "dnbCount"),
+                        ("ExpCount", "expCount"),
+                        ("GeneCount", "geneCount"),
+                    )
+                },
+            )
             for name, values in (("X", m.x), ("Y", m.y)):
                 ds.attrs[f"min{name}"] = _one(values.min(), np.int32)
                 ds.attrs[f"max{name}"] = _one(values.max(), np.int32)
@@ -181,13 +206,16 @@ def write_cgef(m: CellBinMatrix, path: str | os.PathLike, force: bool = False, a
             del gene_exp
 
             ds = grp.create_dataset("cellBorder", data=m.border)
-            for name, values, reduce in (("minX", bx, np.min), ("minY", by, np.min), ("maxX", bx, np.max),
-                                         ("maxY", by, np.max)):
+            for name, values, reduce in (
+                ("minX", bx, np.min),
+                ("minY", by, np.min),
+                ("maxX", bx, np.max),
+                ("maxY", by, np.max),
+            ):
                 ds.attrs[name] = _one(reduce(values) if values.size else 0, np.int32)
 
             bw, bh = m.block_size
-            grp.create_dataset("blockSize", data=np.array(
-                [bw, bh, -(-m.width // bw), -(-m.height // bh)], np.uint32))
+            grp.create_dataset("blockSize", data=np.array([bw, bh, -(-m.width // bw), -(-m.height // bh)], np.uint32))
             grp.create_dataset("blockIndex", data=m.block_index.astype(np.uint32))
             grp.create_dataset("cellTypeList", data=np.array([b"default"], dtype="S32"))
             grp.create_dataset("label", data=m.label.astype(np.uint32))

@@ -15,8 +15,12 @@ STAMP = ".gefpy-1.3.3.ok"
 
 def _is_310(python: str) -> bool:
     try:
-        out = subprocess.run([python, "-c", "import sys; print(sys.version_info[:2] == (3, 10))"],
-                             capture_output=True, text=True, timeout=30)
+        out = subprocess.run(
+            [python, "-c", "import sys; print(sys.version_info[:2] == (3, 10))"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
     except (OSError, subprocess.TimeoutExpired):
         return False
     return out.returncode == 0 and out.stdout.strip() == "True"
@@ -42,11 +46,25 @@ def gefpy_python(venv: Path, timeout: int = 300) -> tuple[str | None, str]:
         return str(python), ""
     base = find_python310()
     if base is None:
-        return None, "no Python 3.10 interpreter found (gefpy 1.3.3 has wheels only up to 3.10); set CSREFINER_PYTHON310"
+        return (
+            None,
+            "no Python 3.10 interpreter found (gefpy 1.3.3 has wheels only up to 3.10); set CSREFINER_PYTHON310",
+        )
     steps = [
         [base, "-m", "venv", "--clear", str(venv)],
-        [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--timeout", "60",
-         "--retries", "1", GEFPY_SPEC],
+        [
+            str(python),
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+            "--timeout",
+            "60",
+            "--retries",
+            "1",
+            GEFPY_SPEC,
+        ],
         [str(python), "-c", "import gefpy.cgef_reader_cy, gefpy.cgef_writer_cy, gefpy.bgef_writer_cy"],
     ]
     for cmd in steps:

@@ -11,9 +11,10 @@ from __future__ import annotations
 import gzip
 import re
 import warnings
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import IO, Iterator
+from typing import IO
 
 import numpy as np
 import pandas as pd
@@ -136,8 +137,9 @@ class _ByteProgress:
         if enabled():
             from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
 
-            self.bar = Progress(TextColumn(description), BarColumn(), DownloadColumn(), TimeRemainingColumn(),
-                                transient=True)
+            self.bar = Progress(
+                TextColumn(description), BarColumn(), DownloadColumn(), TimeRemainingColumn(), transient=True
+            )
             self.task = self.bar.add_task(description, total=total)
             self.bar.start()
 
@@ -183,8 +185,15 @@ class GemSource:
 
     def _reader(self, stream: IO[bytes]):
         return pd.read_csv(
-            stream, sep=self.sep, header=None, names=self.names, index_col=False, dtype=self._dtypes(),
-            chunksize=self.chunk_rows, engine="c", na_filter=False,  # empty fields fail the int parse instead
+            stream,
+            sep=self.sep,
+            header=None,
+            names=self.names,
+            index_col=False,
+            dtype=self._dtypes(),
+            chunksize=self.chunk_rows,
+            engine="c",
+            na_filter=False,  # empty fields fail the int parse instead
         )
 
     def _fail(self, exc: Exception, first_row: int) -> CsrefinerError:
@@ -268,7 +277,11 @@ class GemSource:
     def _chunk(self, frame: pd.DataFrame, first_row: int) -> RecordChunk:
         f = self.found
         return RecordChunk(
-            gene=self._gene_ids(frame), x=frame[f["x"]].to_numpy(np.int64), y=frame[f["y"]].to_numpy(np.int64),
-            count=frame[f["count"]].to_numpy(np.int64), first=first_row + 1 + self.header_lines, unit="line",
+            gene=self._gene_ids(frame),
+            x=frame[f["x"]].to_numpy(np.int64),
+            y=frame[f["y"]].to_numpy(np.int64),
+            count=frame[f["count"]].to_numpy(np.int64),
+            first=first_row + 1 + self.header_lines,
+            unit="line",
             exon=frame[f["exon"]].to_numpy(np.int64) if "exon" in f else None,
         ).checked(self.path, f["count"])

@@ -202,11 +202,12 @@ class StarBorder:
         """(N, 32, 2) int16: the picked points packed to the front in sector order, padded with 32767."""
         border = self.border
         for c0 in range(0, border.shape[0], 1 << 16):
-            present = self.best[c0:c0 + (1 << 16)] > 0
-            part = border[c0:c0 + (1 << 16)]
+            present = self.best[c0 : c0 + (1 << 16)] > 0
+            part = border[c0 : c0 + (1 << 16)]
             if np.abs(part[present].astype(np.int64)).max(initial=0) >= BORDER_PAD:
                 raise CsrefinerError(
-                    "a cell spans more than 32,766 pixels from its centre; the mask is not a cell segmentation")
+                    "a cell spans more than 32,766 pixels from its centre; the mask is not a cell segmentation"
+                )
             rows, cols = np.nonzero(present)
             rank = np.cumsum(present, axis=1)[rows, cols] - 1
             values = part[rows, cols]
@@ -237,8 +238,8 @@ def count_blobs(bands) -> int:
         if prev_last is not None:
             first = lab[0]
             for shift in (-1, 0, 1):  # 8-neighbours across the band edge
-                a = prev_last[max(0, shift): prev_last.size + min(0, shift)]
-                b = first[max(0, -shift): first.size + min(0, -shift)]
+                a = prev_last[max(0, shift) : prev_last.size + min(0, shift)]
+                b = first[max(0, -shift) : first.size + min(0, -shift)]
                 both = (a > 0) & (b > 0)
                 for i, j in set(zip(a[both].tolist(), b[both].tolist())):
                     ri, rj = find(i), find(j)

@@ -9,8 +9,8 @@ is decoded once per pass. A numpy array (tests, library use) is sliced.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 
@@ -59,8 +59,10 @@ class MaskBands:
             if self._slide.channels != 1:
                 shape = (*self._slide.shape, self._slide.channels)
                 self.close()
-                raise CsrefinerError(f"{path}: a label mask must be 2D, got shape {shape}; give the instance mask "
-                                     "(uint32 labels), not an image")
+                raise CsrefinerError(
+                    f"{path}: a label mask must be 2D, got shape {shape}; give the instance mask "
+                    "(uint32 labels), not an image"
+                )
             as_labels(np.zeros((1, 1), self._slide.dtype), self.name)  # dtype checks before reading anything
             self.shape = tuple(self._slide.shape)
             chunk = _chunk_rows(path)
@@ -93,7 +95,7 @@ class MaskBands:
             self._slide.close()
             self._slide = None
 
-    def __enter__(self) -> "MaskBands":
+    def __enter__(self) -> MaskBands:
         return self
 
     def __exit__(self, *exc) -> None:

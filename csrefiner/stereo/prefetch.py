@@ -5,7 +5,8 @@ core."""
 from __future__ import annotations
 
 import threading
-from typing import Iterable, TypeVar
+from collections.abc import Iterable
+from typing import TypeVar
 
 T = TypeVar("T")
 

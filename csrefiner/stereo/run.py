@@ -72,8 +72,10 @@ def _overview(mask) -> np.ndarray | None:
 
 def frame_attrs(pixel_size_um: float) -> dict:
     """Extra root attributes (readers ignore unknown ones): the mask pixel size; the GEF is in the chip frame."""
-    return {"csrefiner_pixel_size_um": np.array([pixel_size_um], np.float64),
-            "csrefiner_frame": np.array([b"chip = mask pixel + (offsetX, offsetY)"], dtype="S64")}
+    return {
+        "csrefiner_pixel_size_um": np.array([pixel_size_um], np.float64),
+        "csrefiner_frame": np.array([b"chip = mask pixel + (offsetX, offsetY)"], dtype="S64"),
+    }
 
 
 def summary(m: CellBinMatrix) -> list[str]:
@@ -89,12 +91,16 @@ def summary(m: CellBinMatrix) -> list[str]:
     ]
     if s.get("seconds"):
         sec = s["seconds"]
-        lines.append(f"matrix + mask in {sec:.1f} s: {s['records'] / sec:,.0f} records/s, "
-                     f"{m.width * m.height / sec / 1e6:,.1f} Mpx/s of mask")
+        lines.append(
+            f"matrix + mask in {sec:.1f} s: {s['records'] / sec:,.0f} records/s, "
+            f"{m.width * m.height / sec / 1e6:,.1f} Mpx/s of mask"
+        )
     empty = int(np.count_nonzero(np.diff(m.indptr) == 0))
     if empty:
         lines.append(f"{empty:,} cells have no counts (kept, geneCount 0)")
     if s.get("clipped_entries"):
-        lines.append(f"warning: {s['clipped_entries']:,} cell/gene counts exceed 65,535 and are clipped in the GEF "
-                     "(uint16 format); the .h5ad keeps them exact")
+        lines.append(
+            f"warning: {s['clipped_entries']:,} cell/gene counts exceed 65,535 and are clipped in the GEF "
+            "(uint16 format); the .h5ad keeps them exact"
+        )
     return lines

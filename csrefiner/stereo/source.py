@@ -6,9 +6,10 @@ their names are known once the stream is exhausted.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator, Protocol
+from typing import Protocol
 
 import numpy as np
 
@@ -33,7 +34,7 @@ class RecordChunk:
     def locate(self, i: int) -> str:
         return f"{self.unit} {self.first + int(i):,}"
 
-    def checked(self, path: Path, column: str = "count") -> "RecordChunk":
+    def checked(self, path: Path, column: str = "count") -> RecordChunk:
         """Negative counts would silently lower the cells' totals: refuse them (GEM and GEF alike)."""
         for name, values in ((column, self.count), ("exon count", self.exon)):
             if values is not None and values.size and values.min() < 0:

@@ -9,6 +9,14 @@ from csrefiner.wsi.tiling import Tile, plan_tiles
 from csrefiner.wsi.writer import write_pyramid
 
 __all__ = [
-    "Manifest", "Slide", "StitchReport", "Tile", "crop_slide", "open_slide", "plan_tiles", "stitch_tiles",
-    "tile_slide", "write_pyramid",
+    "Manifest",
+    "Slide",
+    "StitchReport",
+    "Tile",
+    "crop_slide",
+    "open_slide",
+    "plan_tiles",
+    "stitch_tiles",
+    "tile_slide",
+    "write_pyramid",
 ]

@@ -37,10 +37,15 @@ def _open_mask(mask: str | os.PathLike, slide: Slide) -> Slide:
     labels = open_slide(mask)
     if labels.shape != slide.shape:
         labels.close()
-        raise CsrefinerError(f"{mask}: mask is {labels.shape} but the image {slide.path} is {slide.shape}; give the mask of this image")
+        raise CsrefinerError(
+            f"{mask}: mask is {labels.shape} but the image {slide.path} is {slide.shape}; give the mask of this image"
+        )
     if labels.channels != 1 or labels.dtype.kind not in "ui":
         labels.close()
-        raise CsrefinerError(f"{mask}: {labels.dtype} with {labels.channels} channel(s) is not an instance label mask; save integer labels (0 = background)")
+        raise CsrefinerError(
+            f"{mask}: {labels.dtype} with {labels.channels} channel(s) is not an instance label mask; "
+            "save integer labels (0 = background)"
+        )
     return labels
 
 
@@ -48,8 +53,10 @@ def check_patches(slide: Slide, size: int, stride: int) -> None:
     """A patch larger than the whole slide is padding, not data; a plan of millions of patches is a typo."""
     h, w = slide.shape
     if size > h and size > w:
-        raise CsrefinerError(f"{slide.path}: --size {size} is larger than the whole {h} x {w} slide; use a patch "
-                             f"size of at most {max(h, w)} px")
+        raise CsrefinerError(
+            f"{slide.path}: --size {size} is larger than the whole {h} x {w} slide; use a patch "
+            f"size of at most {max(h, w)} px"
+        )
     check_plan(slide.shape, size, size - stride, f"{slide.path}: --size/--stride", "patches", min_size=1)
 
 
@@ -82,8 +89,9 @@ def crop_slide(
                 labels.close()
 
 
-def _write_crops(slide: Slide, labels: Slide | None, out: Path, size: int, stride: int, pad: str, name: str,
-                 force: bool) -> list[dict]:
+def _write_crops(
+    slide: Slide, labels: Slide | None, out: Path, size: int, stride: int, pad: str, name: str, force: bool
+) -> list[dict]:
     h, w = slide.shape
     spots = [(y, x) for y in axis_starts(h, size, size - stride) for x in axis_starts(w, size, size - stride)]
     records = []
@@ -98,7 +106,15 @@ def _write_crops(slide: Slide, labels: Slide | None, out: Path, size: int, strid
                 record["mask"] = f"{key}-mask.tif"
                 write_labels(tmp / record["mask"], pad_to(patch, size, "constant"))
             records.append(record)
-        info = {"slide": name, "source": str(slide.path), "mask": str(labels.path) if labels else None,
-                "shape": list(slide.shape), "size": size, "stride": stride, "pad": pad, "crops": records}
+        info = {
+            "slide": name,
+            "source": str(slide.path),
+            "mask": str(labels.path) if labels else None,
+            "shape": list(slide.shape),
+            "size": size,
+            "stride": stride,
+            "pad": pad,
+            "crops": records,
+        }
         write_text(tmp / CROPS_JSON, json.dumps(info, indent=1) + "\n")
     return records

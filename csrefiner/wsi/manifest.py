@@ -55,8 +55,17 @@ class Manifest:
             "overlap": self.overlap,
             "pixel_size_um": self.pixel_size_um,
             "tiles": [
-                {"id": t.id, "row": t.row, "col": t.col, "x": t.x, "y": t.y, "w": t.w, "h": t.h,
-                 "key": self.key(t), "image": self.image_name(t)}
+                {
+                    "id": t.id,
+                    "row": t.row,
+                    "col": t.col,
+                    "x": t.x,
+                    "y": t.y,
+                    "w": t.w,
+                    "h": t.h,
+                    "key": self.key(t),
+                    "image": self.image_name(t),
+                }
                 for t in self.tiles
             ],
         }
@@ -70,7 +79,7 @@ class Manifest:
         return write_text(path, f'{head},\n "tiles": [\n{body}\n ]\n}}\n')
 
     @classmethod
-    def load(cls, path: str | os.PathLike) -> "Manifest":
+    def load(cls, path: str | os.PathLike) -> Manifest:
         path = Path(path)
         if not path.is_file():
             raise CsrefinerError(f"{path}: no such manifest; `csrefiner tile` writes manifest.json next to the tiles")
@@ -81,14 +90,18 @@ class Manifest:
         return cls.from_dict(data, str(path))
 
     @classmethod
-    def from_dict(cls, data: dict, source: str = "manifest") -> "Manifest":
+    def from_dict(cls, data: dict, source: str = "manifest") -> Manifest:
         if not isinstance(data, dict) or data.get("format") != FORMAT:
             raise CsrefinerError(f"{source}: not a csrefiner tile manifest (format != {FORMAT!r})")
         try:
             manifest = cls(
-                slide=str(data["slide"]), source=str(data["source"]),
-                shape=(int(data["shape"][0]), int(data["shape"][1])), dtype=str(data["dtype"]),
-                channels=int(data["channels"]), tile_size=int(data["tile_size"]), overlap=int(data["overlap"]),
+                slide=str(data["slide"]),
+                source=str(data["source"]),
+                shape=(int(data["shape"][0]), int(data["shape"][1])),
+                dtype=str(data["dtype"]),
+                channels=int(data["channels"]),
+                tile_size=int(data["tile_size"]),
+                overlap=int(data["overlap"]),
                 pixel_size_um=check_pixel_size(data.get("pixel_size_um"), f"{source}: pixel_size_um"),
             )
             listed = [(int(t["id"]), int(t["x"]), int(t["y"]), int(t["w"]), int(t["h"])) for t in data["tiles"]]

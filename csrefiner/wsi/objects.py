@@ -53,7 +53,10 @@ def describe(local: np.ndarray, n: int, tile: Tile) -> TileObjects:
     margins = [NO_EDGE * np.ones(n, dtype=np.int64)]
     edge_pixels = []
     for interior, margin, pixels in (
-        (top, y0, local[0]), (bottom, h - y1, local[-1]), (left, x0, local[:, 0]), (right, w - x1, local[:, -1]),
+        (top, y0, local[0]),
+        (bottom, h - y1, local[-1]),
+        (left, x0, local[:, 0]),
+        (right, w - x1, local[:, -1]),
     ):
         if interior:
             margins.append(margin)

@@ -23,7 +23,9 @@ def label_colours(labels: np.ndarray) -> np.ndarray:
     return rgb
 
 
-def write_preview(labels_path: str | os.PathLike, manifest: Manifest, png: str | os.PathLike, force: bool = False) -> Path:
+def write_preview(
+    labels_path: str | os.PathLike, manifest: Manifest, png: str | os.PathLike, force: bool = False
+) -> Path:
     import tifffile
 
     with tifffile.TiffFile(labels_path) as tif:

@@ -72,15 +72,24 @@ class Slide:
             raise CsrefinerError(
                 f"{self.path}: stored as one compressed block of {chunk_bytes / 2**20:.0f} MiB, so every tile would "
                 "decode the whole slide; convert it to a tiled TIFF first, e.g. "
-                "`python -c \"import tifffile; tifffile.imwrite('tiled.tif', tifffile.imread('in.tif'), tile=(512, 512), compression='zlib')\"` "
+                "`python -c \"import tifffile; tifffile.imwrite('tiled.tif', tifffile.imread('in.tif'), "
+                "tile=(512, 512), compression='zlib')\"` "
                 "or `vips tiffsave in.tif tiled.tif --tile --compression deflate`"
             )
 
     def _check_complete(self, series) -> None:
         """A truncated copy fails here, before any output, instead of mid-slide (bad zlib data, short mmap)."""
         size = self.path.stat().st_size
-        end = max((o + n for page in series.pages if page is not None
-                   for o, n in zip(page.dataoffsets, page.databytecounts) if n), default=0)
+        end = max(
+            (
+                o + n
+                for page in series.pages
+                if page is not None
+                for o, n in zip(page.dataoffsets, page.databytecounts)
+                if n
+            ),
+            default=0,
+        )
         if end > size:
             raise CsrefinerError(
                 f"{self.path}: truncated: its pixel data runs to byte {end:,} but the file has {size:,} bytes; "
@@ -132,8 +141,13 @@ class Slide:
         if hasattr(self, "_zarr"):
             region = np.asarray(self._zarr[tuple(index)])
         else:
-            mapped = np.memmap(self.path, dtype=self.dtype.newbyteorder(self._byteorder), mode="r",
-                               offset=self._offset, shape=self._full_shape)
+            mapped = np.memmap(
+                self.path,
+                dtype=self.dtype.newbyteorder(self._byteorder),
+                mode="r",
+                offset=self._offset,
+                shape=self._full_shape,
+            )
             region = np.array(mapped[tuple(index)], dtype=self.dtype)
             del mapped  # unmap now: pages read for this rectangle must not accumulate in RSS
         return self._channels_last(region)
@@ -151,7 +165,7 @@ class Slide:
             self._tif.close()
             self._tif = None
 
-    def __enter__(self) -> "Slide":
+    def __enter__(self) -> Slide:
         return self
 
     def __exit__(self, *exc) -> None:

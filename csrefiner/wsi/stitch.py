@@ -44,8 +44,8 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
 from csrefiner.errors import CsrefinerError
-from csrefiner.io.atomic import scratch
 from csrefiner.io import atomic_path, check_writable, read_labels
+from csrefiner.io.atomic import scratch
 from csrefiner.io.frames import check_pixel_size
 from csrefiner.io.pairing import index_by_key, list_images, parse_coords, role
 from csrefiner.progress import track
@@ -68,7 +68,9 @@ class StitchReport:
 
 def write_stitch_report(report: StitchReport, path: str | os.PathLike, force: bool = False) -> Path:
     with atomic_path(path, force=force) as tmp:
-        tmp.write_text(json.dumps({k: str(v) if k == "path" else v for k, v in asdict(report).items()}, indent=2) + "\n")
+        tmp.write_text(
+            json.dumps({k: str(v) if k == "path" else v for k, v in asdict(report).items()}, indent=2) + "\n"
+        )
     return Path(path)
 
 
@@ -81,8 +83,11 @@ def find_tile_masks(manifest: Manifest, tiles_dir: str | os.PathLike) -> list[Pa
     missing = [manifest.key(t) for t in tiles if manifest.key(t) not in masks]
     if missing:
         others = [k for k in masks if k not in keys and (c := parse_coords(k)) and c.slide == manifest.slide]
-        hint = (f"; {len(others)} mask(s) of slide '{manifest.slide}' have other coordinates (another tile grid?)"
-                if others else "")
+        hint = (
+            f"; {len(others)} mask(s) of slide '{manifest.slide}' have other coordinates (another tile grid?)"
+            if others
+            else ""
+        )
         raise CsrefinerError(
             f"{tiles_dir}: no mask for {len(missing)} of {len(tiles)} tiles in the manifest, e.g. "
             f"{missing[0]}-mask.tif{hint}; segment every tile listed in the manifest into this folder"
@@ -138,8 +143,13 @@ def analyse(manifest: Manifest, paths: list[Path], min_iou: float) -> Analysis:
         bottom_strips[tile.col] = _Packed.of(_strip_towards(tiles, grid, tile, nodes, "down"))
     stack = lambda field, pad: np.concatenate([np.array([pad])] + [getattr(p, field) for p in parts])  # noqa: E731
     objects = TileObjects(stack("whole", False), stack("anchor_y", 0), stack("anchor_x", 0), stack("margin", 0))
-    return Analysis(tiles, offsets, np.concatenate([[-1]] + tile_of), objects,
-                    np.concatenate(links) if links else np.empty((0, 2), dtype=np.int64))
+    return Analysis(
+        tiles,
+        offsets,
+        np.concatenate([[-1]] + tile_of),
+        objects,
+        np.concatenate(links) if links else np.empty((0, 2), dtype=np.int64),
+    )
 
 
 @dataclass(frozen=True)
@@ -150,7 +160,7 @@ class _Packed:
     data: bytes
 
     @classmethod
-    def of(cls, strip: np.ndarray | None) -> "_Packed | None":
+    def of(cls, strip: np.ndarray | None) -> _Packed | None:
         return None if strip is None else cls(strip.shape, zlib.compress(strip.astype(np.int64).tobytes(), 1))
 
     def unpack(self) -> np.ndarray:
@@ -227,8 +237,14 @@ def resolve(analysis: Analysis) -> Plan:
     pieces = nodes[np.isin(g, piece_groups)]
     paint_core[pieces] = label[group[pieces]]
     dropped = int(np.count_nonzero(seen_whole & ~painted & (size > 0)))
-    return Plan(paint_whole, paint_core, len(ranked), int(np.count_nonzero(painted & (size > 1))),
-                int(np.count_nonzero(size[piece_groups] > 1)), dropped)
+    return Plan(
+        paint_whole,
+        paint_core,
+        len(ranked),
+        int(np.count_nonzero(painted & (size > 1))),
+        int(np.count_nonzero(size[piece_groups] > 1)),
+        dropped,
+    )
 
 
 def paint(manifest: Manifest, paths: list[Path], analysis: Analysis, plan: Plan, canvas: ScratchCanvas) -> None:
@@ -290,23 +306,28 @@ def stitch_tiles(
             try:
                 paint(manifest, paths, analysis, plan, canvas)
                 lut, n = _compaction(canvas, plan.n_labels)
-                write_pyramid(out, manifest.shape, np.uint32, None, force=force, tiles=_writing(canvas, lut),
-                              pixel_size_um=um)
+                write_pyramid(
+                    out, manifest.shape, np.uint32, None, force=force, tiles=_writing(canvas, lut), pixel_size_um=um
+                )
             finally:
                 canvas.remove()
     except OSError as exc:
         if exc.errno != errno.ENOSPC:
             raise
-        raise CsrefinerError(f"{out.parent}: disk full while stitching ({exc.strerror}); {_disk_hint(out.parent, manifest.shape)}") from exc
+        raise CsrefinerError(
+            f"{out.parent}: disk full while stitching ({exc.strerror}); {_disk_hint(out.parent, manifest.shape)}"
+        ) from exc
     return StitchReport(out, len(analysis.tiles), n, plan.matched, plan.assembled, plan.dropped)
 
 
 def _writing(canvas: ScratchCanvas, lut: np.ndarray | None):
     """The pyramid writer's tile source, with progress per level."""
+
     def tiles(step: int):
         n = -(-canvas.shape[0] // (step * TILE)) * -(-canvas.shape[1] // (step * TILE))
         level = pyramid_steps(canvas.shape).index(step)
         return track(canvas.tiles(step, TILE, lut), f"stitch: writing level {level}", total=n, unit="tiles")
+
     return tiles
 
 
@@ -321,12 +342,16 @@ def disk_need(shape: tuple[int, int]) -> int:
 
 def _disk_hint(folder: Path, shape: tuple[int, int]) -> str:
     free = shutil.disk_usage(folder).free
-    return (f"stitching a {shape[0]}x{shape[1]} slide needs {disk_need(shape) / 2**30:.1f} GiB of temporary disk "
-            f"there (a {shape[0] * shape[1] * 4 / 2**30:.1f} GiB canvas + the output) and {free / 2**30:.1f} GiB "
-            "is free; free space or write --out to a larger disk")
+    return (
+        f"stitching a {shape[0]}x{shape[1]} slide needs {disk_need(shape) / 2**30:.1f} GiB of temporary disk "
+        f"there (a {shape[0] * shape[1] * 4 / 2**30:.1f} GiB canvas + the output) and {free / 2**30:.1f} GiB "
+        "is free; free space or write --out to a larger disk"
+    )
 
 
 def check_disk(folder: Path, shape: tuple[int, int]) -> None:
     """Refuse to start a stitch that cannot finish for lack of disk (the canvas fills as tiles are painted)."""
     if shutil.disk_usage(folder).free < disk_need(shape):
-        raise CsrefinerError(f"{folder}: not enough free disk (no space left for the canvas); {_disk_hint(folder, shape)}")
+        raise CsrefinerError(
+            f"{folder}: not enough free disk (no space left for the canvas); {_disk_hint(folder, shape)}"
+        )

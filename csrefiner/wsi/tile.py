@@ -38,12 +38,19 @@ def tile_slide(
     with open_slide(image) as slide:
         check_plan(slide.shape, tile_size, overlap, "--tile-size/--overlap")
         manifest = Manifest(
-            slide=name or safe_name(slide.name, f"{image}: slide name (set one with --name)"), source=str(image), shape=tuple(slide.shape), dtype=str(slide.dtype),
-            channels=slide.channels, tile_size=tile_size, overlap=overlap, pixel_size_um=um,
+            slide=name or safe_name(slide.name, f"{image}: slide name (set one with --name)"),
+            source=str(image),
+            shape=tuple(slide.shape),
+            dtype=str(slide.dtype),
+            channels=slide.channels,
+            tile_size=tile_size,
+            overlap=overlap,
+            pixel_size_um=um,
         )
         with atomic_dir(out, force=force) as tmp:
             for tile in track(manifest.tiles, "tiling", unit="tiles"):
-                write_image(Path(tmp) / manifest.image_name(tile), slide.read(tile.y, tile.x, tile.h, tile.w),
-                            pixel_size_um=um)
+                write_image(
+                    Path(tmp) / manifest.image_name(tile), slide.read(tile.y, tile.x, tile.h, tile.w), pixel_size_um=um
+                )
             manifest.save(Path(tmp) / MANIFEST)
     return manifest

@@ -32,8 +32,9 @@ def axis_count(length: int, tile_size: int, overlap: int) -> int:
     return 1 if length <= tile_size else 1 + -(-(length - tile_size) // (tile_size - overlap))
 
 
-def check_plan(shape: tuple[int, int], tile_size: int, overlap: int, source: str, what: str = "tiles",
-               min_size: int = MIN_TILE) -> None:
+def check_plan(
+    shape: tuple[int, int], tile_size: int, overlap: int, source: str, what: str = "tiles", min_size: int = MIN_TILE
+) -> None:
     """Refuse, before any work, a grid that cannot be meant: tiles below `min_size` or more than MAX_TILES."""
     check_grid(tile_size, overlap, source)
     n = axis_count(int(shape[0]), tile_size, overlap) * axis_count(int(shape[1]), tile_size, overlap)
@@ -101,7 +102,13 @@ def plan_tiles(shape: tuple[int, int], tile_size: int, overlap: int) -> list[Til
         for c, (x, xc) in enumerate(zip(xs, x_cores)):
             tiles.append(
                 Tile(
-                    id=len(tiles), row=r, col=c, x=x, y=y, w=min(tile_size, w - x), h=min(tile_size, h - y),
+                    id=len(tiles),
+                    row=r,
+                    col=c,
+                    x=x,
+                    y=y,
+                    w=min(tile_size, w - x),
+                    h=min(tile_size, h - y),
                     core=(yc[0], yc[1], xc[0], xc[1]),
                     edges=(r > 0, r < len(ys) - 1, c > 0, c < len(xs) - 1),
                 )

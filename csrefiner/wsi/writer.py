@@ -10,8 +10,8 @@ expect). Reduced levels are subsampled (nearest pixel), which keeps label values
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import Callable, Iterable, Iterator
 
 import numpy as np
 
@@ -74,13 +74,19 @@ def write_pyramid(
     steps = pyramid_steps(shape) if steps is None else steps
     dtype = np.dtype(dtype)
     options = dict(
-        tile=(tile, tile), compression="zlib", compressionargs={"level": level}, predictor=True,
+        tile=(tile, tile),
+        compression="zlib",
+        compressionargs={"level": level},
+        predictor=True,
         photometric="rgb" if rgb else "minisblack",
     )
     extra = (3,) if rgb else ()
     level0 = tiles(1) if tiles is not None else bands(1)
-    ome = {"axes": "YXS" if rgb else "YX", "UUID": content_uuid(level0, shape, dtype.str, steps),  # reproducible
-           **ome_physical_size(pixel_size_um)}
+    ome = {
+        "axes": "YXS" if rgb else "YX",
+        "UUID": content_uuid(level0, shape, dtype.str, steps),  # reproducible
+        **ome_physical_size(pixel_size_um),
+    }
     with atomic_path(path, force=force) as tmp:
         with tifffile.TiffWriter(tmp, bigtiff=True, ome=True) as tif:
             for i, step in enumerate(steps):
@@ -88,8 +94,13 @@ def write_pyramid(
                 first = dict(subifds=len(steps) - 1, metadata=ome) if i == 0 else {}
                 source = tiles(step) if tiles is not None else _tiles(bands(step), level_shape[1], tile)
                 tif.write(
-                    source, shape=level_shape, dtype=dtype,
-                    subfiletype=0 if i == 0 else 1, **first, **options, **tiff_resolution(pixel_size_um, step),
+                    source,
+                    shape=level_shape,
+                    dtype=dtype,
+                    subfiletype=0 if i == 0 else 1,
+                    **first,
+                    **options,
+                    **tiff_resolution(pixel_size_um, step),
                 )
     return Path(path)
 
@@ -164,7 +175,9 @@ class ScratchCanvas:
             for x0 in range(0, w, cols):
                 yield self.read(y0, min(h, y0 + rows), x0, min(w, x0 + cols))
 
-    def tiles(self, step: int, tile: int = TILE, lut: np.ndarray | None = None, pixels: int | None = None) -> Iterator[np.ndarray]:
+    def tiles(
+        self, step: int, tile: int = TILE, lut: np.ndarray | None = None, pixels: int | None = None
+    ) -> Iterator[np.ndarray]:
         """Tiles of the canvas subsampled by `step`, mapped through `lut`, in the row-major order TIFF stores.
 
         Each tile row is read in blocks of k tiles, k chosen so that a block and the canvas row it is

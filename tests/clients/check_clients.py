@@ -87,7 +87,11 @@ def check_ome_types(case: dict) -> None:
     slide = from_tiff(case["offset"]["slide"]).images[0].pixels
     mask = from_tiff(case["offset"]["mask"]).images[0].pixels
     for axis in "xy":
-        assert getattr(mask, f"physical_size_{axis}") == getattr(slide, f"physical_size_{axis}") == case["offset"]["pixel_size_um"]
+        assert (
+            getattr(mask, f"physical_size_{axis}")
+            == getattr(slide, f"physical_size_{axis}")
+            == case["offset"]["pixel_size_um"]
+        )
         assert getattr(mask, f"physical_size_{axis}_unit") == getattr(slide, f"physical_size_{axis}_unit")
 
 

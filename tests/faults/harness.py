@@ -14,9 +14,9 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -36,8 +36,13 @@ class Fault:
 
 
 def cli_env(**extra: str) -> dict:
-    env = {**os.environ, "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""),
-           "CSREFINER_QUIET": "1", "MPLBACKEND": "Agg", "TF_CPP_MIN_LOG_LEVEL": "3"}
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""),
+        "CSREFINER_QUIET": "1",
+        "MPLBACKEND": "Agg",
+        "TF_CPP_MIN_LOG_LEVEL": "3",
+    }
     env.update(extra)
     return env
 
@@ -48,8 +53,7 @@ def command(argv: list[str]) -> list[str]:
 
 def run(argv: list[str], root: Path, timeout: float = 300, **env: str) -> subprocess.CompletedProcess:
     """Run `csrefiner ARGV` with `root` as the working folder."""
-    return subprocess.run(command(argv), capture_output=True, text=True, cwd=root, env=cli_env(**env),
-                          timeout=timeout)
+    return subprocess.run(command(argv), capture_output=True, text=True, cwd=root, env=cli_env(**env), timeout=timeout)
 
 
 def snapshot(root: Path) -> dict[str, str]:
@@ -83,10 +87,13 @@ def error_line(proc: subprocess.CompletedProcess) -> str:
     return lines[0]
 
 
-def assert_clean_failure(proc: subprocess.CompletedProcess, before: dict[str, str], root: Path,
-                         names: tuple[str, ...] = (), code: int = 2) -> str:
+def assert_clean_failure(
+    proc: subprocess.CompletedProcess, before: dict[str, str], root: Path, names: tuple[str, ...] = (), code: int = 2
+) -> str:
     """Exit code, one error line naming `names`, and nothing under root created, removed or changed."""
-    assert proc.returncode == code, f"exit {proc.returncode} (want {code})\nstdout: {proc.stdout}\nstderr: {proc.stderr}"
+    assert proc.returncode == code, (
+        f"exit {proc.returncode} (want {code})\nstdout: {proc.stdout}\nstderr: {proc.stderr}"
+    )
     line = error_line(proc)
     for name in names:
         assert name in line, f"{name!r} not named in: {line}"
@@ -103,11 +110,13 @@ def check(fault: Fault, root: Path) -> str:
     return assert_clean_failure(proc, before, root, fault.names, fault.code)
 
 
-def signal_mid_run(argv: list[str], root: Path, sig: int, started: Callable[[Path], bool],
-                   timeout: float = 120) -> subprocess.Popen:
+def signal_mid_run(
+    argv: list[str], root: Path, sig: int, started: Callable[[Path], bool], timeout: float = 120
+) -> subprocess.Popen:
     """Start `csrefiner ARGV`, wait until `started(root)` says it is writing, send `sig`, wait for the exit."""
-    proc = subprocess.Popen(command(argv), cwd=root, env=cli_env(), stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        command(argv), cwd=root, env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
     deadline = time.monotonic() + timeout
     while not started(root):
         if proc.poll() is not None or time.monotonic() > deadline:

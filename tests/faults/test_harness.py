@@ -24,7 +24,11 @@ def test_snapshot_sees_hidden_partials_and_changes(tmp_path):
 def test_assert_clean_failure_rejects_tracebacks_extra_lines_and_wrong_codes(tmp_path):
     before = snapshot(tmp_path)
     assert_clean_failure(_proc(2, "error: x.tif: bad; fix it\n"), before, tmp_path, ("x.tif",))
-    for proc in (_proc(1, "error: x.tif: bad\n"), _proc(2, "Traceback (most recent call last):\nerror: x\n"),
-                 _proc(2, "warning\nerror: x.tif\n"), _proc(2, "error: y.tif\n")):
+    for proc in (
+        _proc(1, "error: x.tif: bad\n"),
+        _proc(2, "Traceback (most recent call last):\nerror: x\n"),
+        _proc(2, "warning\nerror: x.tif\n"),
+        _proc(2, "error: y.tif\n"),
+    ):
         with pytest.raises(AssertionError):
             assert_clean_failure(proc, before, tmp_path, ("x.tif",))

@@ -104,16 +104,48 @@ COMMANDS = {
     "stitch": (lambda o: ["stitch", "--manifest", "tiles/manifest.json", "--tiles", "masks", "--out", o], "masks"),
     "evaluate": (lambda o: ["evaluate", "--gt", "patches", "--pred", "wsd", "--out", o], "patches"),
     "consensus": (lambda o: ["consensus", "--pred", "patches", "--pred", "wsd", "--out", o], "wsd"),
-    "suggest": (lambda o: ["suggest", "--pred", "patches", "--pred", "wsd", "--image-dir", "patches", "--top", 1,
-                           "--patch-size", 0, "--out", o], "wsd"),
+    "suggest": (
+        lambda o: [
+            "suggest",
+            "--pred",
+            "patches",
+            "--pred",
+            "wsd",
+            "--image-dir",
+            "patches",
+            "--top",
+            1,
+            "--patch-size",
+            0,
+            "--out",
+            o,
+        ],
+        "wsd",
+    ),
     "to-geojson": (lambda o: ["annotations", "to-geojson", "--mask", "gt.tif", "--out", o], "gt.tif"),
-    "to-masks": (lambda o: ["annotations", "to-masks", "--geojson", "objects.geojson", "--image",
-                            "patches/p-x0_y0_w64_h64-img.tif", "--with-image", "--out", o], "patches"),
+    "to-masks": (
+        lambda o: [
+            "annotations",
+            "to-masks",
+            "--geojson",
+            "objects.geojson",
+            "--image",
+            "patches/p-x0_y0_w64_h64-img.tif",
+            "--with-image",
+            "--out",
+            o,
+        ],
+        "patches",
+    ),
     "cgef": (lambda o: ["cgef", "--matrix", "chip.gem.gz", "--mask", "mask.tif", "--out", o], "chip.gem.gz"),
-    "finetune": (lambda o: ["finetune", "--model", "cellpose", "--pretrained", "scratch", "--train", "patches",
-                            "--out", o], "patches"),
-    "demo-annotate": (lambda o: ["demo", "annotate", "--suggested", "suggested", "--data", "demo", "--out", o],
-                      "suggested"),
+    "finetune": (
+        lambda o: ["finetune", "--model", "cellpose", "--pretrained", "scratch", "--train", "patches", "--out", o],
+        "patches",
+    ),
+    "demo-annotate": (
+        lambda o: ["demo", "annotate", "--suggested", "suggested", "--data", "demo", "--out", o],
+        "suggested",
+    ),
     "export": (lambda o: ["export", "--mask", "mask.tif", "--geojson", o], "mask.tif"),
 }
 FILES_IN_OUT = {"to-masks"}  # --out is a folder that receives <key>-mask.tif: only that file can hit an input
@@ -123,7 +155,8 @@ WRITERS = [c for c in COMMANDS if c not in ("finetune", "demo-annotate")]  # tho
 
 def out_name(command: str) -> str:
     return {"stitch": "out.tif", "to-geojson": "out.geojson", "cgef": "out.gef", "export": "out.geojson"}.get(
-        command, "out")
+        command, "out"
+    )
 
 
 def overlap_faults() -> list[Fault]:
@@ -133,15 +166,25 @@ def overlap_faults() -> list[Fault]:
             continue
         for force in ((), ("--force",)):
             tag = "+force" if force else ""
-            faults.append(Fault(f"{name}:out-is-input{tag}", lambda r, a=argv, i=inp, f=force: [*a(i), *f],
-                                (inp, "is the input")))
+            faults.append(
+                Fault(f"{name}:out-is-input{tag}", lambda r, a=argv, i=inp, f=force: [*a(i), *f], (inp, "is the input"))
+            )
             if name not in FILES_IN_OUT:
-                faults.append(Fault(f"{name}:out-contains-input{tag}", lambda r, a=argv, f=force: [*a("."), *f],
-                                    ("contains the input",)))
+                faults.append(
+                    Fault(
+                        f"{name}:out-contains-input{tag}",
+                        lambda r, a=argv, f=force: [*a("."), *f],
+                        ("contains the input",),
+                    )
+                )
             if name in FOLDER_INPUT:
-                faults.append(Fault(f"{name}:out-inside-input{tag}",
-                                    lambda r, a=argv, i=inp, f=force: [*a(f"{i}/sub"), *f],
-                                    (f"{inp}/sub", "lies inside the input folder")))
+                faults.append(
+                    Fault(
+                        f"{name}:out-inside-input{tag}",
+                        lambda r, a=argv, i=inp, f=force: [*a(f"{i}/sub"), *f],
+                        (f"{inp}/sub", "lies inside the input folder"),
+                    )
+                )
     return faults
 
 
@@ -149,10 +192,16 @@ def parent_file_faults() -> list[Fault]:
     def build(root, command, depth):
         (root / "afile").write_text("not a folder\n")
         return COMMANDS[command][0](f"afile/{'x/' * depth}{out_name(command)}")
+
     faults = [Fault(f"{c}:parent-is-file", lambda r, c=c: build(r, c, 0), ("afile",)) for c in WRITERS]
     faults.append(Fault("tile:grandparent-is-file", lambda r: build(r, "tile", 1), ("afile/x",)))
-    faults.append(Fault("demo-data:parent-is-file", lambda r: (r / "afile").write_text("x") and
-                        ["demo", "data", "--quick", "--out", "afile/out"], ("afile",)))
+    faults.append(
+        Fault(
+            "demo-data:parent-is-file",
+            lambda r: (r / "afile").write_text("x") and ["demo", "data", "--quick", "--out", "afile/out"],
+            ("afile",),
+        )
+    )
     return faults
 
 
@@ -160,9 +209,15 @@ def multi_output_faults() -> list[Fault]:
     def stitch_bad_preview(root):
         (root / "afile").write_text("x")
         return [*COMMANDS["stitch"][0]("out.tif"), "--preview", "afile/p.png", "--report", "r.json"]
-    return [Fault("stitch:failed-preview-removes-mask", stitch_bad_preview, ("afile",)),
-            Fault("demo-run:unknown-model-leaves-nothing", lambda r: ["demo", "run", "--quick", "--models", "foo",
-                                                                      "--out", "run"], ("foo",))]
+
+    return [
+        Fault("stitch:failed-preview-removes-mask", stitch_bad_preview, ("afile",)),
+        Fault(
+            "demo-run:unknown-model-leaves-nothing",
+            lambda r: ["demo", "run", "--quick", "--models", "foo", "--out", "run"],
+            ("foo",),
+        ),
+    ]
 
 
 def truncated(root: Path, tiled: bool) -> list[str]:
@@ -183,8 +238,9 @@ def boundary_faults() -> list[Fault]:
     """What escapes a command's own checks still ends as one line: usage errors and damaged reads."""
     return [
         Fault("evaluate:option-out-of-range", lambda r: [*COMMANDS["evaluate"][0]("out"), "--iou", 0], ("--iou",)),
-        Fault("tile:option-not-a-number", lambda r: [*COMMANDS["tile"][0]("out"), "--tile-size", "abc"],
-              ("--tile-size",)),
+        Fault(
+            "tile:option-not-a-number", lambda r: [*COMMANDS["tile"][0]("out"), "--tile-size", "abc"], ("--tile-size",)
+        ),
         Fault("segment:missing-option", lambda r: ["segment", "--input", "patches"], ("--out",)),
         Fault("unknown-command", lambda r: ["segmnet"], ("segmnet",)),
         Fault("tile:truncated-tiled-tiff", lambda r: truncated(r, True), ("cut.tif", "truncated")),
@@ -294,9 +350,20 @@ def test_disk_filling_mid_hdf5_write(kind, chip, tmp_path):
     disk.mkdir()
     subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", disk], check=True)
     try:
-        proc = subprocess.run([sys.executable, "-c", MID_WRITE_SCRIPT.format(imp=MID_WRITE[kind]),
-                               chip / "chip.gem.gz", chip / "mask.tif", tmp_path, target],
-                              capture_output=True, text=True, timeout=300)
+        proc = subprocess.run(
+            [
+                sys.executable,
+                "-c",
+                MID_WRITE_SCRIPT.format(imp=MID_WRITE[kind]),
+                chip / "chip.gem.gz",
+                chip / "mask.tif",
+                tmp_path,
+                target,
+            ],
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
         left = sorted(p.name for p in disk.iterdir())
     finally:
         subprocess.run(["umount", disk], check=True)

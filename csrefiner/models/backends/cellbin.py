@@ -51,17 +51,25 @@ OPTIONS = (  # --option KEY=VALUE; all but `channels` have a default, and the de
     Option("patch", "int", 256, "training crop and inference window side, px (a multiple of 8)"),
     Option("base", "int", 64, "filters of the first block (the network's width)", scratch=True),
     Option("dropout", "float", 0.5, "dropout of the densely connected blocks"),
-    Option("target", "str", "border", "border: touching rims are background, weighted border_weight times, so "
-           "touching nuclei come out separated; fg: CellBin's plain foreground", choices=("border", "fg")),
+    Option(
+        "target",
+        "str",
+        "border",
+        "border: touching rims are background, weighted border_weight times, so "
+        "touching nuclei come out separated; fg: CellBin's plain foreground",
+        choices=("border", "fg"),
+    ),
     Option("border_weight", "float", 5.0, "loss weight of the touching rims (target=border)"),
     Option("dice", "float", 1.0, "weight of the soft Dice loss next to binary cross-entropy"),
     Option("clahe", "int", 1, "1: CLAHE in the preprocessing, 0: none"),
-    Option("threshold", "float", 0.5, "foreground probability threshold (fine-tuning picks it on the validation "
-           "patches)"),
+    Option(
+        "threshold", "float", 0.5, "foreground probability threshold (fine-tuning picks it on the validation patches)"
+    ),
     Option("h", "float", 2.0, "h-maxima depth of the watershed seeds (fine-tuning picks it)"),
     Option("min_size", "int", 16, "smallest nucleus kept, pixels"),
-    Option("channels", "int", None, "input channels of a new network (default: 3 for --stain he, else 1)",
-           scratch=True),
+    Option(
+        "channels", "int", None, "input channels of a new network (default: 3 for --stain he, else 1)", scratch=True
+    ),
 )
 DEFAULTS = {o.name: o.default for o in OPTIONS if o.default is not None}
 
@@ -176,11 +184,11 @@ def tiled_probability(forward, x: np.ndarray, patch: int, batch: int = 4) -> np.
     padded = np.pad(x, pad, mode="reflect" if min(h, w) > 1 else "edge")
     out = np.zeros((ny * stride, nx * stride), np.float32)
     for k in range(0, len(corners), batch):
-        chunk = corners[k:k + batch]
-        xb = np.stack([padded[y0:y0 + patch, x0:x0 + patch] for y0, x0 in chunk]).astype(np.float32)
+        chunk = corners[k : k + batch]
+        xb = np.stack([padded[y0 : y0 + patch, x0 : x0 + patch] for y0, x0 in chunk]).astype(np.float32)
         pred = np.asarray(forward(xb))[..., 0]
         for j, (y0, x0) in enumerate(chunk):
-            out[y0:y0 + stride, x0:x0 + stride] = pred[j, margin:margin + stride, margin:margin + stride]
+            out[y0 : y0 + stride, x0 : x0 + stride] = pred[j, margin : margin + stride, margin : margin + stride]
     return out[:h, :w]
 
 
@@ -205,15 +213,23 @@ class CellbinSegmenter(Segmenter):
 
     def labels(self, prob: np.ndarray, threshold: float | None = None, h: float | None = None) -> np.ndarray:
         c = self.config
-        return instances(prob, c["threshold"] if threshold is None else threshold, c["h"] if h is None else h,
-                         c["min_size"], c["target"] == "border")
+        return instances(
+            prob,
+            c["threshold"] if threshold is None else threshold,
+            c["h"] if h is None else h,
+            c["min_size"],
+            c["target"] == "border",
+        )
 
     def predict(self, image: np.ndarray) -> np.ndarray:
         return self.labels(self.probability(image))
 
     def describe(self) -> dict:
-        return {k: self.config[k] for k in ("patch", "threshold", "h", "min_size", "target", "weights_matched")
-                if k in self.config}
+        return {
+            k: self.config[k]
+            for k in ("patch", "threshold", "h", "min_size", "target", "weights_matched")
+            if k in self.config
+        }
 
 
 # ---- training --------------------------------------------------------------------------------------------------
@@ -233,7 +249,7 @@ def _loss(y, p, w, dice: float):
 def _crop(image: np.ndarray, labels: np.ndarray, size: int, rng: np.random.Generator):
     y0 = int(rng.integers(labels.shape[0] - size + 1))
     x0 = int(rng.integers(labels.shape[1] - size + 1))
-    return image[y0:y0 + size, x0:x0 + size], labels[y0:y0 + size, x0:x0 + size]
+    return image[y0 : y0 + size, x0 : x0 + size], labels[y0 : y0 + size, x0 : x0 + size]
 
 
 class CellbinTrainer(Trainer):
@@ -246,8 +262,9 @@ class CellbinTrainer(Trainer):
         self.X = [preprocess(s.image, c["stain"], c["channels"], bool(c["clahe"])) for s in train]
         self.L = [s.labels for s in train]
         self._segmenter = CellbinSegmenter(model, config)  # one compiled forward pass for all validations
-        self.val = [(self._segmenter.prepare(s.image), *targets(s.labels, c["target"], c["border_weight"]))
-                    for s in val]
+        self.val = [
+            (self._segmenter.prepare(s.image), *targets(s.labels, c["target"], c["border_weight"])) for s in val
+        ]
         self.optimizer = keras.optimizers.Adam(learning_rate=1e-3)
         self._step = tf.function(self._train_step, reduce_retracing=True)
 
@@ -277,7 +294,7 @@ class CellbinTrainer(Trainer):
         rng = np.random.default_rng((self.params.seed, epoch))
         total = 0.0
         for k in range(0, len(order), self.params.batch_size):
-            inds = order[k:k + self.params.batch_size]  # only real samples: the last batch may be smaller
+            inds = order[k : k + self.params.batch_size]  # only real samples: the last batch may be smaller
             total += float(self._step(*self._batch(inds, rng))) * len(inds)
         return total / max(len(order), 1)
 
@@ -319,16 +336,29 @@ class CellbinTrainer(Trainer):
         best = max(scores, key=lambda k: (scores[k], -abs(k[0] - 0.5), -abs(k[1] - 2.0)))
         self.config["threshold"], self.config["h"] = best
         (folder / "cellbin" / "config.json").write_text(json.dumps(self.config, indent=2) + "\n")
-        return {"thresholds": {"threshold": best[0], "h": best[1],
-                               "validation_f1": {f"t={t},h={h}": v for (t, h), v in scores.items()}}}
+        return {
+            "thresholds": {
+                "threshold": best[0],
+                "h": best[1],
+                "validation_f1": {f"t={t},h={h}": v for (t, h), v in scores.items()},
+            }
+        }
 
     def describe(self) -> dict:
         c = self.config
-        return {"network": "BCDU-Net D3 (CellBin)", "base": c["base"], "channels": c["channels"], "patch": c["patch"],
-                "target": c["target"], "parameters": int(self.model.count_params()), "device": c.get("device", "cpu"),
-                "preprocessing": "per image: grey, clip p99.9, [0,1], CLAHE 128, [0,1]" if c["channels"] == 1
-                else "per image: RGB, [0,1], CLAHE 128, [0,1]",
-                "augmentation": "csrefiner augment_pair (flips, rot90, intensity) + random square crop"}
+        return {
+            "network": "BCDU-Net D3 (CellBin)",
+            "base": c["base"],
+            "channels": c["channels"],
+            "patch": c["patch"],
+            "target": c["target"],
+            "parameters": int(self.model.count_params()),
+            "device": c.get("device", "cpu"),
+            "preprocessing": "per image: grey, clip p99.9, [0,1], CLAHE 128, [0,1]"
+            if c["channels"] == 1
+            else "per image: RGB, [0,1], CLAHE 128, [0,1]",
+            "augmentation": "csrefiner augment_pair (flips, rot90, intensity) + random square crop",
+        }
 
 
 # ---- backend ---------------------------------------------------------------------------------------------------
@@ -349,7 +379,9 @@ class CellbinBackend(Backend):
             file_geometry(path)  # refuses files that are not BCDU-Net weights, before any training
             return Pretrained(spec, path)
         if "/" in spec or (path.suffix and path.suffix not in (".hdf5", ".h5")):
-            raise CsrefinerError(f"{spec}: no such CellBin weights file; give a .hdf5 path or one of {', '.join(OFFICIAL)}")
+            raise CsrefinerError(
+                f"{spec}: no such CellBin weights file; give a .hdf5 path or one of {', '.join(OFFICIAL)}"
+            )
         name = spec if spec.endswith((".hdf5", ".h5")) else spec + ".hdf5"
         cached = model_dir() / name
         if cached.is_file():
@@ -358,7 +390,8 @@ class CellbinBackend(Backend):
         raise CsrefinerError(
             f"CellBin weights '{name}' are not on this machine (nothing is downloaded at run time): put the file "
             f"'{name}' into {model_dir()} ($CSREFINER_MODELS/cellbin, default ~/.csrefiner/models/cellbin), or give "
-            f"its path; the official files are {', '.join(OFFICIAL)} (STOmics links them from {WEIGHTS_URL})")
+            f"its path; the official files are {', '.join(OFFICIAL)} (STOmics links them from {WEIGHTS_URL})"
+        )
 
     def local_models(self) -> list[LocalModel]:
         folder = model_dir()
@@ -371,8 +404,10 @@ class CellbinBackend(Backend):
 
     def check_sample_shape(self, shape: tuple[int, int]) -> str | None:
         if shape[0] % 8 or shape[1] % 8 or min(shape) < 32:
-            return (f"patch is {shape[0]} x {shape[1]}; CellBin's BCDU-Net pools three times, so both sides must be "
-                    "multiples of 8 and at least 32 (the official size is 256 x 256: `csrefiner crop --size 256`)")
+            return (
+                f"patch is {shape[0]} x {shape[1]}; CellBin's BCDU-Net pools three times, so both sides must be "
+                "multiples of 8 and at least 32 (the official size is 256 x 256: `csrefiner crop --size 256`)"
+            )
         return None
 
     def _config(self, source: Pretrained, params: TrainParams, train: list | None = None) -> dict:
@@ -396,9 +431,9 @@ class CellbinBackend(Backend):
         return config
 
     def _model(self, config: dict, weights: Path | None):
-        from csrefiner.models.backends.cellbin_net import build_bcdu, load_weights
-
         import keras
+
+        from csrefiner.models.backends.cellbin_net import build_bcdu, load_weights
 
         keras.utils.set_random_seed(int(config.get("seed", 0)))
         model = build_bcdu(config["patch"], config["channels"], config["base"], config["dropout"])

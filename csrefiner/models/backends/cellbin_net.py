@@ -4,7 +4,8 @@ Layout (STOmics/CSRefiner `models/models.py`, `BCDU_net_D3`, input 256 x 256 x 1
 encoder 2 x conv3x3 at 64, 128, 256 filters with 2x2 max-pooling; bottleneck of three 2-conv 512 blocks, the
 third fed with the concatenation of the first two (dense connections); decoder: 2x2 transposed conv + batch
 norm + ReLU, then the skip and the up-sampled map are stacked as a 2-step sequence into a ConvLSTM2D
-(128, 64, 32 filters, read backwards; unrolled, as the sequence has two steps), then 2 x conv3x3; head conv3x3(2, relu) and conv1x1(1, sigmoid).
+(128, 64, 32 filters, read backwards; unrolled, as the sequence has two steps), then 2 x conv3x3;
+head conv3x3(2, relu) and conv1x1(1, sigmoid).
 Dropout 0.5 after the third encoder block (skip branch) and in the bottleneck, as in the original.
 
 Weighted layers carry the names tf.keras 2 gave them when STOmics built the model in a fresh session
@@ -37,7 +38,9 @@ def _stack_layer():
     import keras
 
     class SkipSequence(keras.layers.Layer):
-        """(skip, up-sampled) -> a 2-step sequence (batch, 2, H, W, C) for ConvLSTM2D (the original Reshape + concatenate)."""
+        """(skip, up-sampled) -> a 2-step sequence (batch, 2, H, W, C) for ConvLSTM2D.
+
+        The original builds it with Reshape + concatenate."""
 
         def call(self, skip, up):
             return keras.ops.stack([skip, up], axis=1)
@@ -54,22 +57,32 @@ def build_bcdu(size: int = 256, channels: int = 1, base: int = ORIGINAL_BASE, dr
     f1, f2, f3, f4 = base, 2 * base, 4 * base, 8 * base
 
     def conv(x, filters, size=3, activation="relu"):
-        return layers.Conv2D(filters, size, activation=activation, padding="same", kernel_initializer="he_normal",
-                             name=names("conv2d"))(x)
+        return layers.Conv2D(
+            filters, size, activation=activation, padding="same", kernel_initializer="he_normal", name=names("conv2d")
+        )(x)
 
     def drop(x, tag):
         return layers.Dropout(dropout, name=tag)(x) if dropout > 0 else x
 
     def up(x, filters):
-        x = layers.Conv2DTranspose(filters, 2, strides=2, padding="same", kernel_initializer="he_normal",
-                                   name=names("conv2d_transpose"))(x)
+        x = layers.Conv2DTranspose(
+            filters, 2, strides=2, padding="same", kernel_initializer="he_normal", name=names("conv2d_transpose")
+        )(x)
         x = layers.BatchNormalization(axis=3, name=names("batch_normalization"))(x)
         return layers.Activation("relu")(x)
 
     def merge(skip, upsampled, filters, tag):
         seq = SkipSequence(name=tag)(skip, upsampled)
-        return layers.ConvLSTM2D(filters, (3, 3), padding="same", return_sequences=False, go_backwards=True,
-                                 unroll=True, kernel_initializer="he_normal", name=names("conv_lst_m2d"))(seq)
+        return layers.ConvLSTM2D(
+            filters,
+            (3, 3),
+            padding="same",
+            return_sequences=False,
+            go_backwards=True,
+            unroll=True,
+            kernel_initializer="he_normal",
+            name=names("conv_lst_m2d"),
+        )(seq)
 
     inputs = keras.Input((size, size, channels), name="input_1")
     c1 = conv(conv(inputs, f1), f1)
@@ -114,8 +127,10 @@ def read_weights(path) -> dict[str, list]:
     with f:
         root = f["model_weights"] if "layer_names" not in f.attrs and "model_weights" in f else f
         if "layer_names" not in root.attrs:
-            raise CsrefinerError(f"{path}: an HDF5 file without Keras layer weights (no 'layer_names'); "
-                                 "give a Keras .hdf5 of CellBin's BCDU-Net (e.g. cellseg_bcdu_SHDI_221008_tf.hdf5)")
+            raise CsrefinerError(
+                f"{path}: an HDF5 file without Keras layer weights (no 'layer_names'); "
+                "give a Keras .hdf5 of CellBin's BCDU-Net (e.g. cellseg_bcdu_SHDI_221008_tf.hdf5)"
+            )
         out = {}
         for raw in root.attrs["layer_names"]:
             name = raw.decode() if isinstance(raw, bytes) else str(raw)
@@ -152,14 +167,19 @@ def load_weights(model, path) -> str:
         pairs, how = list(zip(layers, saved.values())), "by order"
     else:
         raise CsrefinerError(
-            f"{path}: not weights of this BCDU-Net: layer(s) {', '.join(missing[:4])}{' ...' if len(missing) > 4 else ''} "
-            f"missing (file has {len(saved)} weighted layers, the network {len(layers)}); give a CellBin BCDU-Net .hdf5 "
-            "(cellseg_bcdu_SHDI_221008_tf.hdf5 / cellseg_bcdu_H_240823_tf.hdf5) or a csrefiner cellbin model folder")
+            f"{path}: not weights of this BCDU-Net: layer(s) "
+            f"{', '.join(missing[:4])}{' ...' if len(missing) > 4 else ''} "
+            f"missing (file has {len(saved)} weighted layers, the network {len(layers)}); "
+            "give a CellBin BCDU-Net .hdf5 "
+            "(cellseg_bcdu_SHDI_221008_tf.hdf5 / cellseg_bcdu_H_240823_tf.hdf5) or a csrefiner cellbin model folder"
+        )
     for layer, arrays in pairs:
         if not shapes_fit(layer, arrays):
             want = [tuple(v.shape) for v in _layer_variables(layer)]
-            raise CsrefinerError(f"{path}: layer {layer.name} holds {[a.shape for a in arrays]}, the network needs "
-                                 f"{want}; the file is another width or input-channel count (--option base / channels)")
+            raise CsrefinerError(
+                f"{path}: layer {layer.name} holds {[a.shape for a in arrays]}, the network needs "
+                f"{want}; the file is another width or input-channel count (--option base / channels)"
+            )
     for layer, arrays in pairs:
         for var, arr in zip(_layer_variables(layer), arrays):
             var.assign(arr)

@@ -29,8 +29,20 @@ from csrefiner.models.options import Option
 MODEL_URL = "https://www.cellpose.org/models"
 # cellpose 3's file name for each built-in model (cellpose.models.model_path)
 BUILTIN_FILES = {"cyto": "cytotorch_0", "cyto2": "cyto2torch_0", "nuclei": "nucleitorch_0"}
-BUILTIN = ("cyto3", "nuclei", "cyto2", "cyto", "cyto2_cp3", "tissuenet_cp3", "livecell_cp3", "yeast_PhC_cp3",
-           "yeast_BF_cp3", "bact_phase_cp3", "bact_fluor_cp3", "deepbacs_cp3")
+BUILTIN = (
+    "cyto3",
+    "nuclei",
+    "cyto2",
+    "cyto",
+    "cyto2_cp3",
+    "tissuenet_cp3",
+    "livecell_cp3",
+    "yeast_PhC_cp3",
+    "yeast_BF_cp3",
+    "bact_phase_cp3",
+    "bact_fluor_cp3",
+    "deepbacs_cp3",
+)
 DEFAULT_NBASE = (2, 32, 64, 128, 256)  # cellpose 3's CPnet; the last width must stay 256 (style vector)
 
 
@@ -78,16 +90,21 @@ class CellposeSegmenter(Segmenter):
         from cellpose.models import CellposeModel
 
         self.config = config
-        model = CellposeModel(gpu=device.type == "cuda", pretrained_model=False, device=device,
-                              nchan=2, diam_mean=config["diam_mean"])
+        model = CellposeModel(
+            gpu=device.type == "cuda", pretrained_model=False, device=device, nchan=2, diam_mean=config["diam_mean"]
+        )
         model.net, model.diam_mean, model.diam_labels = net, config["diam_mean"], config["diam_labels"]
         self.model = model
 
     def predict(self, image: np.ndarray) -> np.ndarray:
         img = grey(image, self.config.get("stain", "ss"))
         masks = self.model.eval(
-            img, channels=[0, 0], diameter=self.config.get("diameter"), normalize=True,
-            flow_threshold=self.config["flow_threshold"], cellprob_threshold=self.config["cellprob_threshold"],
+            img,
+            channels=[0, 0],
+            diameter=self.config.get("diameter"),
+            normalize=True,
+            flow_threshold=self.config["flow_threshold"],
+            cellprob_threshold=self.config["cellprob_threshold"],
         )[0]
         self.model.net.train(False)
         return np.asarray(masks).astype(np.uint32)
@@ -135,8 +152,15 @@ class CellposeTrainer(Trainer):
         diams = np.where(diams > 0, diams, self.config["diam_mean"])
         state = np.random.get_state()
         np.random.seed(42)
-        imgi, lbl = transforms.random_rotate_and_resize(xs, Y=ys, rescale=self._rescale(diams), scale_range=0.0,
-                                                        xy=(self.bsize, self.bsize), do_flip=False, rotate=False)[:2]
+        imgi, lbl = transforms.random_rotate_and_resize(
+            xs,
+            Y=ys,
+            rescale=self._rescale(diams),
+            scale_range=0.0,
+            xy=(self.bsize, self.bsize),
+            do_flip=False,
+            rotate=False,
+        )[:2]
         np.random.set_state(state)
         return imgi, lbl
 
@@ -152,10 +176,14 @@ class CellposeTrainer(Trainer):
         self.net.train()
         total, n = 0.0, 0
         for k in range(0, len(order), self.params.batch_size):
-            inds = order[k:k + self.params.batch_size]
+            inds = order[k : k + self.params.batch_size]
             imgi, lbl = transforms.random_rotate_and_resize(
-                [self.X[i] for i in inds], Y=[self.Y[i] for i in inds], rescale=self._rescale(self.diams[inds]),
-                scale_range=0.5, xy=(self.bsize, self.bsize))[:2]
+                [self.X[i] for i in inds],
+                Y=[self.Y[i] for i in inds],
+                rescale=self._rescale(self.diams[inds]),
+                scale_range=0.5,
+                xy=(self.bsize, self.bsize),
+            )[:2]
             for j in range(len(imgi)):
                 imgi[j, 0] = intensity(imgi[j, 0], rng, self.aug)
             y = self.net(torch.from_numpy(imgi).to(self.device))[0]
@@ -201,23 +229,43 @@ class CellposeTrainer(Trainer):
         best = max(scores, key=lambda t: (scores[t], -abs(t)))
         self.config["cellprob_threshold"] = best
         (folder / "cellpose" / "config.json").write_text(json.dumps(self.config, indent=2) + "\n")
-        return {"thresholds": {"cellprob_threshold": best, "flow_threshold": self.config["flow_threshold"],
-                               "validation_f1_by_cellprob_threshold": {str(k): v for k, v in scores.items()}}}
+        return {
+            "thresholds": {
+                "cellprob_threshold": best,
+                "flow_threshold": self.config["flow_threshold"],
+                "validation_f1_by_cellprob_threshold": {str(k): v for k, v in scores.items()},
+            }
+        }
 
     def describe(self) -> dict:
-        return {"network": "CPnet", "nbase": self.config["nbase"], "bsize": self.bsize, "device": str(self.device),
-                "parameters": int(sum(p.numel() for p in self.net.parameters())),
-                "augmentation": "cellpose random_rotate_and_resize (any-angle rotation, flips, scale 0.75-1.25) + intensity jitter"}
+        return {
+            "network": "CPnet",
+            "nbase": self.config["nbase"],
+            "bsize": self.bsize,
+            "device": str(self.device),
+            "parameters": int(sum(p.numel() for p in self.net.parameters())),
+            "augmentation": "cellpose random_rotate_and_resize (any-angle rotation, flips, scale 0.75-1.25) "
+            "+ intensity jitter",
+        }
 
 
 class CellposeBackend(Backend):
     name = "cellpose"
     option_specs = (
         Option("nbase", "ints", DEFAULT_NBASE, "CPnet widths; the first must be 2, the last 256", scratch=True),
-        Option("diam_mean", "float", None, "the network's object diameter, px (default: the training labels' mean "
-               "diameter, so no rescaling)", scratch=True),
-        Option("diameter", "float", None, "object diameter in the images, px: they are rescaled to the model's "
-               "(default: the model's own)"),
+        Option(
+            "diam_mean",
+            "float",
+            None,
+            "the network's object diameter, px (default: the training labels' mean diameter, so no rescaling)",
+            scratch=True,
+        ),
+        Option(
+            "diameter",
+            "float",
+            None,
+            "object diameter in the images, px: they are rescaled to the model's (default: the model's own)",
+        ),
     )
     requires = ("cellpose", "torch")
     default_lr = (5e-3, 5e-4)  # AdamW, as cellpose's train_seg (scratch); 10x lower to fine-tune
@@ -229,7 +277,9 @@ class CellposeBackend(Backend):
             _load_state(path)
             return Pretrained(spec, path)
         if "/" in spec or path.suffix:
-            raise CsrefinerError(f"{spec}: no such cellpose model file; give a cellpose 3 weights file or a name like cyto3")
+            raise CsrefinerError(
+                f"{spec}: no such cellpose model file; give a cellpose 3 weights file or a name like cyto3"
+            )
         file = model_dir() / BUILTIN_FILES.get(spec, spec)
         if file.is_file():
             return Pretrained(spec, file)
@@ -243,12 +293,21 @@ class CellposeBackend(Backend):
     def local_models(self) -> list[LocalModel]:
         folder = model_dir()
         files = {f: n for n, f in BUILTIN_FILES.items()}
-        return [LocalModel(self.name, files.get(p.name, p.name), p) for p in sorted(folder.glob("*"))
+        return (
+            [
+                LocalModel(self.name, files.get(p.name, p.name), p)
+                for p in sorted(folder.glob("*"))
                 if p.is_file() and not p.name.endswith((".npy", ".txt")) and not p.name.startswith("cpsam")
-                ] if folder.is_dir() else []  # cpsam* files are cellpose 4's (listed by --model cpsam)
+            ]
+            if folder.is_dir()
+            else []
+        )  # cpsam* files are cellpose 4's (listed by --model cpsam)
 
     def cache_hint(self) -> str:
-        return f"put cellpose 3 model files (e.g. cyto3 from {MODEL_URL}/cyto3) into {model_dir()} (CELLPOSE_LOCAL_MODELS_PATH)"
+        return (
+            f"put cellpose 3 model files (e.g. cyto3 from {MODEL_URL}/cyto3) into {model_dir()} "
+            "(CELLPOSE_LOCAL_MODELS_PATH)"
+        )
 
     def _net_and_config(self, source: Pretrained, params: TrainParams):
         from csrefiner.models.device import torch_device
@@ -268,9 +327,18 @@ class CellposeBackend(Backend):
             state = _load_state(source.path)
             diam = state.get("diam_mean")
             builtin_nuclei = source.path.name == BUILTIN_FILES["nuclei"]
-            config = {"nbase": nbase_of(state), "diam_mean": 17.0 if builtin_nuclei else float(diam[0]) if diam is not None and float(diam[0]) > 0 else 30.0}
+            config = {
+                "nbase": nbase_of(state),
+                "diam_mean": 17.0
+                if builtin_nuclei
+                else float(diam[0])
+                if diam is not None and float(diam[0]) > 0
+                else 30.0,
+            }
             labels = state.get("diam_labels")
-            config["diam_labels"] = float(labels[0]) if labels is not None and float(labels[0]) > 0 else config["diam_mean"]
+            config["diam_labels"] = (
+                float(labels[0]) if labels is not None and float(labels[0]) > 0 else config["diam_mean"]
+            )
         config.setdefault("diam_labels", config["diam_mean"])
         config.setdefault("flow_threshold", 0.4)
         config.setdefault("cellprob_threshold", 0.0)
@@ -290,7 +358,9 @@ class CellposeBackend(Backend):
             # a new network learns at the data's own scale (no resizing); cellpose's 30 px suits whole cells
             from cellpose.utils import diameters
 
-            params.options["diam_mean"] = round(float(np.mean([diameters(s.labels.astype(np.int32))[0] for s in train])), 1)
+            params.options["diam_mean"] = round(
+                float(np.mean([diameters(s.labels.astype(np.int32))[0] for s in train])), 1
+            )
         net, device, config = self._net_and_config(base, params)
         return CellposeTrainer(net, device, config, train, val, params)
 

@@ -44,6 +44,7 @@ def model_dir() -> Path:
 
 # --- input and inference ------------------------------------------------------------------------------------------
 
+
 def to_input(image: np.ndarray, stain: str) -> np.ndarray:
     """(H, W, 3) float32 in about [0, 1] (augmentation works here); the network sees 2 * x - 1."""
     img = np.asarray(image)
@@ -76,13 +77,13 @@ def predict_maps(net, x: np.ndarray, device, window: int, overlap: int) -> tuple
     with torch.no_grad():
         for y0 in _starts(ph, win_h, win_h - overlap):
             for x0 in _starts(pw, win_w, win_w - overlap):
-                crop = x[y0:y0 + win_h, x0:x0 + win_w]
+                crop = x[y0 : y0 + win_h, x0 : x0 + win_w]
                 t = torch.from_numpy(np.ascontiguousarray(crop.transpose(2, 0, 1)))[None].to(device) * 2 - 1
                 out = net(t)
                 prob = out["nuclei_binary_map"].softmax(1)[0, 1]
                 maps = torch.cat([prob[None], out["hv_map"][0]]).cpu().numpy()
-                acc[:, y0:y0 + win_h, x0:x0 + win_w] += maps
-                weight[y0:y0 + win_h, x0:x0 + win_w] += 1
+                acc[:, y0 : y0 + win_h, x0 : x0 + win_w] += maps
+                weight[y0 : y0 + win_h, x0 : x0 + win_w] += 1
     acc /= weight
     return acc[0, :h, :w], acc[1:, :h, :w]
 
@@ -107,6 +108,7 @@ class CellViTSegmenter(Segmenter):
 
 # --- training -----------------------------------------------------------------------------------------------------
 
+
 def _crop(x: np.ndarray, labels: np.ndarray, side: int, rng: np.random.Generator | None):
     """A side x side crop (random with rng, else centred)."""
     h, w = labels.shape
@@ -114,7 +116,7 @@ def _crop(x: np.ndarray, labels: np.ndarray, side: int, rng: np.random.Generator
         y0, x0 = (h - side) // 2, (w - side) // 2
     else:
         y0, x0 = int(rng.integers(h - side + 1)), int(rng.integers(w - side + 1))
-    return x[y0:y0 + side, x0:x0 + side], labels[y0:y0 + side, x0:x0 + side]
+    return x[y0 : y0 + side, x0 : x0 + side], labels[y0 : y0 + side, x0 : x0 + side]
 
 
 def _batch(pairs: list, device):
@@ -134,8 +136,18 @@ def _batch(pairs: list, device):
 
 
 class CellViTTrainer(Trainer):
-    def __init__(self, net, device, settings: dict, train: list, val: list, params: TrainParams, freeze_epochs: int,
-                 crop: int = 256, weight_decay: float = 1e-4):
+    def __init__(
+        self,
+        net,
+        device,
+        settings: dict,
+        train: list,
+        val: list,
+        params: TrainParams,
+        freeze_epochs: int,
+        crop: int = 256,
+        weight_decay: float = 1e-4,
+    ):
         import torch
 
         self.net, self.device, self.settings, self.params = net, device, settings, params
@@ -146,8 +158,9 @@ class CellViTTrainer(Trainer):
         self.L = [s.labels for s in train]
         side = min(min(s.labels.shape) for s in train + val)
         self.side = int(min(crop, side) // 16 * 16)
-        self.val = [_crop(to_input(s.image, stain), s.labels, min(self.side, min(s.labels.shape) // 16 * 16), None)
-                    for s in val]
+        self.val = [
+            _crop(to_input(s.image, stain), s.labels, min(self.side, min(s.labels.shape) // 16 * 16), None) for s in val
+        ]
         self.optimizer = torch.optim.AdamW(net.parameters(), lr=3e-4, weight_decay=weight_decay)
         self.frozen = None
 
@@ -169,7 +182,7 @@ class CellViTTrainer(Trainer):
         self.net.train()
         total, n = 0.0, 0
         for k in range(0, len(order), self.params.batch_size):
-            inds = order[k:k + self.params.batch_size]
+            inds = order[k : k + self.params.batch_size]
             pairs = [augment_pair(*_crop(self.X[i], self.L[i], self.side, rng), rng, self.aug) for i in inds]
             x, fg, hv = _batch(pairs, self.device)
             loss, _ = cellvit_loss(self.net(x), fg, hv)
@@ -201,7 +214,9 @@ class CellViTTrainer(Trainer):
 
         (folder / "cellvit").mkdir(parents=True, exist_ok=True)
         state = {k: v.detach().cpu() for k, v in self.net.state_dict().items()}
-        torch.save({"arch": "CellViT", "config": self.net.cfg, "model_state_dict": state}, folder / "cellvit" / "weights.pth")
+        torch.save(
+            {"arch": "CellViT", "config": self.net.cfg, "model_state_dict": state}, folder / "cellvit" / "weights.pth"
+        )
         write_config(folder, self.net.cfg, self.settings)
 
     def restore(self, folder: Path) -> None:
@@ -216,7 +231,9 @@ class CellViTTrainer(Trainer):
         from csrefiner.models.cellvit.postprocess import PostProcess, instances
 
         s = self.settings
-        maps = [predict_maps(self.net, to_input(v.image, s["stain"]), self.device, s["window"], s["overlap"]) for v in val]
+        maps = [
+            predict_maps(self.net, to_input(v.image, s["stain"]), self.device, s["window"], s["overlap"]) for v in val
+        ]
         scores = {}
         for t in MARKER_THRESHOLDS:
             pp = PostProcess(s["prob_threshold"], t, s["ksize"], s["min_size"])
@@ -230,19 +247,32 @@ class CellViTTrainer(Trainer):
         best = max(scores, key=lambda t: (scores[t], t))
         s["marker_threshold"] = best
         write_config(folder, self.net.cfg, s)
-        return {"thresholds": {"marker_threshold": best,
-                               "validation_f1_by_marker_threshold": {str(k): v for k, v in scores.items()}}}
+        return {
+            "thresholds": {
+                "marker_threshold": best,
+                "validation_f1_by_marker_threshold": {str(k): v for k, v in scores.items()},
+            }
+        }
 
     def describe(self) -> dict:
         cfg = self.net.cfg
-        return {"network": "CellViT", "encoder": cfg["encoder"], "embed_dim": cfg["embed_dim"], "depth": cfg["depth"],
-                "heads": cfg["heads"], "decoder_widths": cfg["widths"], "crop": self.side, "device": str(self.device),
-                "parameters": int(sum(p.numel() for p in self.net.parameters())),
-                "encoder_parameters": int(sum(p.numel() for p in self.net.encoder_parameters())),
-                "freeze_epochs": self.freeze_epochs, "optimizer": "AdamW",
-                "weight_decay": self.optimizer.param_groups[0]["weight_decay"],
-                "losses": "focal-Tversky + Dice (nuclei), MSE + MSGE (HV), CE + Dice (types, when labelled)",
-                "augmentation": "csrefiner augment_pair (flips, rot90, intensity jitter); HV targets from augmented labels"}
+        return {
+            "network": "CellViT",
+            "encoder": cfg["encoder"],
+            "embed_dim": cfg["embed_dim"],
+            "depth": cfg["depth"],
+            "heads": cfg["heads"],
+            "decoder_widths": cfg["widths"],
+            "crop": self.side,
+            "device": str(self.device),
+            "parameters": int(sum(p.numel() for p in self.net.parameters())),
+            "encoder_parameters": int(sum(p.numel() for p in self.net.encoder_parameters())),
+            "freeze_epochs": self.freeze_epochs,
+            "optimizer": "AdamW",
+            "weight_decay": self.optimizer.param_groups[0]["weight_decay"],
+            "losses": "focal-Tversky + Dice (nuclei), MSE + MSGE (HV), CE + Dice (types, when labelled)",
+            "augmentation": "csrefiner augment_pair (flips, rot90, intensity jitter); HV targets from augmented labels",
+        }
 
 
 def write_config(folder: Path, cfg: dict, settings: dict) -> None:
@@ -253,27 +283,52 @@ def write_config(folder: Path, cfg: dict, settings: dict) -> None:
 
 # --- backend ------------------------------------------------------------------------------------------------------
 
+
 class CellViTBackend(Backend):
     name = "cellvit"
     option_specs = (
-        Option("encoder", "str", "vit256", "encoder of a new network: CellViT-256 (HIPT ViT-S/16) or SAM-B/L/H",
-               scratch=True, choices=ENCODERS),
+        Option(
+            "encoder",
+            "str",
+            "vit256",
+            "encoder of a new network: CellViT-256 (HIPT ViT-S/16) or SAM-B/L/H",
+            scratch=True,
+            choices=ENCODERS,
+        ),
         Option("embed_dim", "int", None, "encoder width (default: the encoder's)", scratch=True),
         Option("depth", "int", None, "encoder blocks, >= 4 (default: the encoder's)", scratch=True),
-        Option("heads", "int", None, "attention heads (default: the encoder's; 32-wide heads for a new embed_dim)",
-               scratch=True),
+        Option(
+            "heads",
+            "int",
+            None,
+            "attention heads (default: the encoder's; 32-wide heads for a new embed_dim)",
+            scratch=True,
+        ),
         Option("decoder_div", "int", 1, "decoder this many times narrower than published", scratch=True),
         Option("types", "int", 0, "nucleus type classes of the type branch", scratch=True),
-        Option("freeze_epochs", "int", None, "epochs with the encoder frozen (default: 25 from a pretrained model, "
-               "0 from scratch)"),
+        Option(
+            "freeze_epochs",
+            "int",
+            None,
+            "epochs with the encoder frozen (default: 25 from a pretrained model, 0 from scratch)",
+        ),
         Option("weight_decay", "float", 1e-4, "AdamW weight decay"),
         Option("crop", "int", 256, "training crop side, px (at most the smallest patch, a multiple of 16)"),
-        Option("window", "int", None, "inference window side, px, a multiple of 16, >= 32 (default: the training "
-               "crop, 256 for a pretrained model)"),
+        Option(
+            "window",
+            "int",
+            None,
+            "inference window side, px, a multiple of 16, >= 32 (default: the training "
+            "crop, 256 for a pretrained model)",
+        ),
         Option("overlap", "int", None, "overlap of inference windows, px (default: a quarter of the window, >= 16)"),
         Option("prob_threshold", "float", 0.5, "nucleus probability threshold"),
-        Option("marker_threshold", "float", 0.4, "watershed marker threshold (fine-tuning picks it on the "
-               "validation patches)"),
+        Option(
+            "marker_threshold",
+            "float",
+            0.4,
+            "watershed marker threshold (fine-tuning picks it on the validation patches)",
+        ),
         Option("ksize", "int", 11, "Sobel kernel size for the HV-map gradients (odd, >= 3)"),
         Option("min_size", "int", 10, "smallest nucleus kept, pixels"),
     )
@@ -283,7 +338,10 @@ class CellViTBackend(Backend):
 
     def check_sample_shape(self, shape: tuple[int, int]) -> str | None:
         if min(shape) < 32:
-            return f"patch {shape} is too small for CellViT (16-pixel tokens); use patches of at least 32 x 32 (256 x 256 usual)"
+            return (
+                f"patch {shape} is too small for CellViT (16-pixel tokens); "
+                "use patches of at least 32 x 32 (256 x 256 usual)"
+            )
         return None
 
     def find_pretrained(self, spec: str) -> Pretrained:
@@ -297,9 +355,12 @@ class CellViTBackend(Backend):
                 raise CsrefinerError(
                     f"CellViT model '{spec}' is not on this machine (nothing is downloaded at run time): put "
                     f"'{spec}.pth' ({CHECKPOINTS_URL}) into {path.parent} ($CSREFINER_MODELS/cellvit), or give its "
-                    f"path; published names: {', '.join(PUBLISHED)}")
+                    f"path; published names: {', '.join(PUBLISHED)}"
+                )
         if not path.is_file():
-            raise CsrefinerError(f"{spec}: no such CellViT checkpoint file; give a .pth file or a name like {PUBLISHED[0]}")
+            raise CsrefinerError(
+                f"{spec}: no such CellViT checkpoint file; give a .pth file or a name like {PUBLISHED[0]}"
+            )
         state, meta, _ = read(path)
         try:
             from_state(state, meta)
@@ -312,16 +373,25 @@ class CellViTBackend(Backend):
         return [LocalModel(self.name, p.stem, p) for p in sorted(folder.glob("*.pth"))] if folder.is_dir() else []
 
     def cache_hint(self) -> str:
-        return f"put CellViT checkpoints (e.g. CellViT-256-x40.pth from {CHECKPOINTS_URL}) into {model_dir()} ($CSREFINER_MODELS/cellvit)"
+        return (
+            f"put CellViT checkpoints (e.g. CellViT-256-x40.pth from {CHECKPOINTS_URL}) into {model_dir()} "
+            "($CSREFINER_MODELS/cellvit)"
+        )
 
     def _settings(self, params: TrainParams, saved: dict | None, crop: int) -> dict:
         opts = self.option_values(params.options)
-        base = saved or {"stain": params.stain, **{k: opts[k] for k in POSTPROCESS}, "window": crop,
-                         "overlap": max(16, crop // 4)}
+        base = saved or {
+            "stain": params.stain,
+            **{k: opts[k] for k in POSTPROCESS},
+            "window": crop,
+            "overlap": max(16, crop // 4),
+        }
         out = dict(base) | {k: opts[k] for k in SETTINGS if k in opts.raw}
         if out["overlap"] >= out["window"] or out["window"] % 16 or out["window"] < 32:
-            raise CsrefinerError(f"--option window={out['window']} overlap={out['overlap']}: window must be a multiple "
-                                 "of 16 (>= 32) and larger than the overlap")
+            raise CsrefinerError(
+                f"--option window={out['window']} overlap={out['overlap']}: window must be a multiple "
+                "of 16 (>= 32) and larger than the overlap"
+            )
         if out["ksize"] < 3 or out["ksize"] % 2 == 0:
             raise CsrefinerError(f"--option ksize={out['ksize']}: the Sobel size must be odd and >= 3")
         return out

@@ -51,8 +51,20 @@ from csrefiner.models.options import Option, OptionValues
 MODEL_URL = "https://huggingface.co/mouseland/cellpose-sam/resolve/main"
 BUILTIN = ("cpsam_v2", "cpsam")  # cellpose 4's file names in its model folder
 # cellpose 3 names that cellpose 4 would silently replace by cpsam
-CP3_NAMES = ("cyto3", "cyto2", "cyto", "nuclei", "tissuenet_cp3", "livecell_cp3", "cyto2_cp3", "yeast_PhC_cp3",
-             "yeast_BF_cp3", "bact_phase_cp3", "bact_fluor_cp3", "deepbacs_cp3")
+CP3_NAMES = (
+    "cyto3",
+    "cyto2",
+    "cyto",
+    "nuclei",
+    "tissuenet_cp3",
+    "livecell_cp3",
+    "cyto2_cp3",
+    "yeast_PhC_cp3",
+    "yeast_BF_cp3",
+    "bact_phase_cp3",
+    "bact_fluor_cp3",
+    "deepbacs_cp3",
+)
 # (embed_dim, depth, heads, neck width) of SAM's encoders, and a small one for CPU tests
 PRESETS = {"vit_l": (1024, 24, 16, 256), "vit_b": (768, 12, 12, 256), "tiny": (96, 2, 3, 64)}
 PATCH = 8  # CPSAM's token size in pixels
@@ -92,7 +104,8 @@ def cellpose4():
         raise CsrefinerError(
             f"--model cpsam needs cellpose 4 (Cellpose-SAM); cellpose here: {found} (cellpose 3 is --model "
             "cellpose); use the cpsam environment: a separate venv with `pip install -c constraints-cpsam.txt "
-            "-e '.[cpsam]'`, or the csrefiner/cpsam image")
+            "-e '.[cpsam]'`, or the csrefiner/cpsam image"
+        )
     if "cellpose" not in sys.modules:
         _import_torchvision()
     import cellpose
@@ -113,8 +126,10 @@ def load_state(path: Path) -> dict:
     state = {k.removeprefix("module."): v for k, v in state.items()}
     if "W2" not in state:
         if "output.2.weight" in state or any(k.startswith("downsample.") for k in state):
-            raise CsrefinerError(f"{path}: a cellpose 3 (CPnet) model; cellpose 4 cannot load CP3 weights "
-                                 "(they have no ViT encoder); use --model cellpose for it")
+            raise CsrefinerError(
+                f"{path}: a cellpose 3 (CPnet) model; cellpose 4 cannot load CP3 weights "
+                "(they have no ViT encoder); use --model cellpose for it"
+            )
         raise CsrefinerError(f"{path}: not a cellpose model state dict; give a cellpose 4 (Cellpose-SAM) model file")
     if "encoder.cls_token" in state:
         raise CsrefinerError(f"{path}: a Cellpose-DINO (cpdino) model; only Cellpose-SAM networks are supported")
@@ -128,14 +143,23 @@ def arch_of(state: dict) -> dict:
     depth = len({k.split(".")[2] for k in state if k.startswith("encoder.blocks.")})
     grid = int(state["encoder.pos_embed"].shape[1])
     head_dim = int(state["encoder.blocks.0.attn.rel_pos_h"].shape[1])
-    return {"embed_dim": embed, "depth": depth, "heads": embed // head_dim, "ps": ps, "bsize": ps * grid,
-            "out_chans": int(state["encoder.neck.0.weight"].shape[0])}
+    return {
+        "embed_dim": embed,
+        "depth": depth,
+        "heads": embed // head_dim,
+        "ps": ps,
+        "bsize": ps * grid,
+        "out_chans": int(state["encoder.neck.0.weight"].shape[0]),
+    }
 
 
 def is_cpsam(arch: dict) -> bool:
     """The real CPSAM network (cellpose's own class builds it)."""
     return (arch["embed_dim"], arch["depth"], arch["heads"], arch["out_chans"], arch["ps"], arch["bsize"]) == (
-        *PRESETS["vit_l"], PATCH, 256)
+        *PRESETS["vit_l"],
+        PATCH,
+        256,
+    )
 
 
 def build_net(arch: dict, device):
@@ -158,11 +182,20 @@ def build_net(arch: dict, device):
             BaseModel.__init__(self, dtype=torch.float32)
             self.rdrop, self.backbone, self.nout, self.ps = 0.4, "sam_small", 3, arch["ps"]
             self.encoder = ImageEncoderViT(
-                img_size=arch["bsize"], patch_size=arch["ps"], embed_dim=arch["embed_dim"], depth=arch["depth"],
-                num_heads=arch["heads"], mlp_ratio=4, out_chans=arch["out_chans"], qkv_bias=True,
-                norm_layer=partial(torch.nn.LayerNorm, eps=1e-6), use_rel_pos=True, window_size=0)
-            self.out = torch.nn.Conv2d(arch["out_chans"], 3 * self.ps ** 2, kernel_size=1)
-            eye = torch.eye(3 * self.ps ** 2).reshape(3 * self.ps ** 2, 3, self.ps, self.ps)
+                img_size=arch["bsize"],
+                patch_size=arch["ps"],
+                embed_dim=arch["embed_dim"],
+                depth=arch["depth"],
+                num_heads=arch["heads"],
+                mlp_ratio=4,
+                out_chans=arch["out_chans"],
+                qkv_bias=True,
+                norm_layer=partial(torch.nn.LayerNorm, eps=1e-6),
+                use_rel_pos=True,
+                window_size=0,
+            )
+            self.out = torch.nn.Conv2d(arch["out_chans"], 3 * self.ps**2, kernel_size=1)
+            eye = torch.eye(3 * self.ps**2).reshape(3 * self.ps**2, 3, self.ps, self.ps)
             self.W2 = torch.nn.Parameter(eye, requires_grad=False)
 
     return SmallCPSAM().to(device)
@@ -172,10 +205,18 @@ def scratch_arch(opts: OptionValues) -> dict:
     """The network `--pretrained scratch` builds: the `encoder` preset, resized by the options given."""
     preset = dict(zip(("embed_dim", "depth", "heads", "neck"), PRESETS[opts["encoder"]]))
     size = {key: preset[key] if opts[key] is None else opts[key] for key in preset}
-    arch = {"embed_dim": size["embed_dim"], "depth": size["depth"], "heads": size["heads"], "ps": PATCH,
-            "bsize": opts["bsize"], "out_chans": size["neck"]}
+    arch = {
+        "embed_dim": size["embed_dim"],
+        "depth": size["depth"],
+        "heads": size["heads"],
+        "ps": PATCH,
+        "bsize": opts["bsize"],
+        "out_chans": size["neck"],
+    }
     if arch["embed_dim"] % arch["heads"] or arch["bsize"] % (4 * PATCH) or arch["depth"] < 1:
-        raise CsrefinerError(f"--option {opts.raw}: embed_dim must be a multiple of heads, bsize of {4 * PATCH}, depth >= 1")
+        raise CsrefinerError(
+            f"--option {opts.raw}: embed_dim must be a multiple of heads, bsize of {4 * PATCH}, depth >= 1"
+        )
     return arch
 
 
@@ -204,15 +245,22 @@ class CpsamSegmenter(Segmenter):
         x = _three_channels(image, self.config.get("stain", "ss"))
         was_training = self.net.training
         masks = self.model.eval(
-            x, channel_axis=0, batch_size=int(self.config.get("batch_size", 8)), normalize=True,
-            diameter=self.config.get("diameter"), bsize=self.config["arch"]["bsize"],
-            flow_threshold=self.config["flow_threshold"], cellprob_threshold=self.config["cellprob_threshold"],
+            x,
+            channel_axis=0,
+            batch_size=int(self.config.get("batch_size", 8)),
+            normalize=True,
+            diameter=self.config.get("diameter"),
+            bsize=self.config["arch"]["bsize"],
+            flow_threshold=self.config["flow_threshold"],
+            cellprob_threshold=self.config["cellprob_threshold"],
         )[0]
         self.net.train(was_training)
         return np.asarray(masks).astype(np.uint32)
 
     def describe(self) -> dict:
-        return {k: self.config[k] for k in ("flow_threshold", "cellprob_threshold")} | {"network": self.config["network"]}
+        return {k: self.config[k] for k in ("flow_threshold", "cellprob_threshold")} | {
+            "network": self.config["network"]
+        }
 
 
 def _inputs(samples: list, stain: str, device) -> tuple[list[np.ndarray], list[np.ndarray], np.ndarray]:
@@ -243,8 +291,14 @@ class CpsamTrainer(Trainer):
     def _augment(self, xs, ys, scale_range: float):
         from cellpose.transforms import random_rotate_and_resize
 
-        return random_rotate_and_resize(xs, lbls=ys, rescale=np.ones(len(xs), np.float32), bsize=self.bsize,
-                                        scale_range=scale_range, device=self.device)[:2]
+        return random_rotate_and_resize(
+            xs,
+            lbls=ys,
+            rescale=np.ones(len(xs), np.float32),
+            bsize=self.bsize,
+            scale_range=scale_range,
+            device=self.device,
+        )[:2]
 
     def _fixed_val(self, val: list):
         xs, ys, _ = _inputs(val, self.params.stain, self.device)
@@ -267,7 +321,7 @@ class CpsamTrainer(Trainer):
         total, n = 0.0, 0
         order = np.tile(order, self.repeats)
         for k in range(0, len(order), self.params.batch_size):
-            inds = order[k:k + self.params.batch_size]
+            inds = order[k : k + self.params.batch_size]
             imgi, lbl = self._augment([self.X[i] for i in inds], [self.Y[i] for i in inds], 0.5)
             for j in range(len(imgi)):
                 jit = intensity(imgi[j, 0].cpu().numpy(), rng, self.aug)
@@ -319,31 +373,53 @@ class CpsamTrainer(Trainer):
         best = max(scores, key=lambda t: (scores[t], -abs(t)))
         self.config["cellprob_threshold"] = best
         self._write_config(folder)
-        return {"thresholds": {"cellprob_threshold": best, "flow_threshold": self.config["flow_threshold"],
-                               "validation_f1_by_cellprob_threshold": {str(k): v for k, v in scores.items()}}}
+        return {
+            "thresholds": {
+                "cellprob_threshold": best,
+                "flow_threshold": self.config["flow_threshold"],
+                "validation_f1_by_cellprob_threshold": {str(k): v for k, v in scores.items()},
+            }
+        }
 
     def describe(self) -> dict:
-        return {"network": self.config["network"], **self.config["arch"], "device": str(self.device),
-                "parameters": int(sum(p.numel() for p in self.net.parameters())),
-                "augmentation": "cellpose 4 random_rotate_and_resize (any-angle rotation, flips, scale 0.75-1.25) + intensity jitter"}
+        return {
+            "network": self.config["network"],
+            **self.config["arch"],
+            "device": str(self.device),
+            "parameters": int(sum(p.numel() for p in self.net.parameters())),
+            "augmentation": "cellpose 4 random_rotate_and_resize (any-angle rotation, flips, scale 0.75-1.25) "
+            "+ intensity jitter",
+        }
 
 
 class CpsamBackend(Backend):
     name = "cpsam"
     option_specs = (
-        Option("encoder", "str", "vit_l", "SAM encoder preset: vit_l is CPSAM's own (untrained from scratch); "
-               "vit_b and tiny are smaller, for tests (not Cellpose-SAM)", scratch=True, choices=tuple(PRESETS)),
+        Option(
+            "encoder",
+            "str",
+            "vit_l",
+            "SAM encoder preset: vit_l is CPSAM's own (untrained from scratch); "
+            "vit_b and tiny are smaller, for tests (not Cellpose-SAM)",
+            scratch=True,
+            choices=tuple(PRESETS),
+        ),
         Option("embed_dim", "int", None, "encoder width (default: the preset's)", scratch=True),
         Option("depth", "int", None, "encoder blocks (default: the preset's)", scratch=True),
         Option("heads", "int", None, "attention heads (default: the preset's)", scratch=True),
         Option("neck", "int", None, "encoder output channels (default: the preset's)", scratch=True),
         Option("bsize", "int", 256, f"tile side, px, a multiple of {4 * PATCH}", scratch=True),
-        Option("rdrop", "float", None, "CPSAM's layer drop while training (default: the base model's, 0.4; kept "
-               "in the model folder)"),
+        Option(
+            "rdrop",
+            "float",
+            None,
+            "CPSAM's layer drop while training (default: the base model's, 0.4; kept in the model folder)",
+        ),
         Option("repeats", "int", 1, "random crops per patch per epoch"),
         Option("weight_decay", "float", 0.1, "AdamW weight decay (default: the base model folder's, else 0.1)"),
-        Option("diameter", "float", None, "object diameter in the images, px (default: none, cellpose 4 does not "
-               "rescale)"),
+        Option(
+            "diameter", "float", None, "object diameter in the images, px (default: none, cellpose 4 does not rescale)"
+        ),
         Option("batch_size", "int", None, "tiles per batch at segmentation (default: 8)"),
         Option("bfloat16", "int", 1, "1: bfloat16 inference on a GPU (cellpose 4's default); 0: float32"),
     )
@@ -358,8 +434,10 @@ class CpsamBackend(Backend):
         cellpose4()
         missing = [m for m in self.requires if importlib.util.find_spec(m) is None]
         if missing:
-            raise CsrefinerError(f"backend 'cpsam' needs {', '.join(missing)}, not installed here; in the cpsam "
-                                 "environment run `pip install -c constraints-cpsam.txt -e '.[cpsam]'`")
+            raise CsrefinerError(
+                f"backend 'cpsam' needs {', '.join(missing)}, not installed here; in the cpsam "
+                "environment run `pip install -c constraints-cpsam.txt -e '.[cpsam]'`"
+            )
 
     def find_pretrained(self, spec: str) -> Pretrained:
         path = Path(spec).expanduser()
@@ -367,30 +445,39 @@ class CpsamBackend(Backend):
             load_state(path)
             return Pretrained(spec, path)
         if path.is_dir():
-            raise CsrefinerError(f"{spec}: a folder without model.json; give a csrefiner cpsam model folder or a cellpose 4 weights file")
+            raise CsrefinerError(
+                f"{spec}: a folder without model.json; give a csrefiner cpsam model folder or a cellpose 4 weights file"
+            )
         if spec in CP3_NAMES:
             raise CsrefinerError(
                 f"'{spec}' is a cellpose 3 (CPnet) model, which cellpose 4 cannot load (it would silently use cpsam "
-                f"instead); use --model cellpose --pretrained {spec}, or a Cellpose-SAM name: {', '.join(BUILTIN)}")
+                f"instead); use --model cellpose --pretrained {spec}, or a Cellpose-SAM name: {', '.join(BUILTIN)}"
+            )
         if "/" in spec or path.suffix or spec not in BUILTIN:
             raise CsrefinerError(
                 f"{spec}: no such cellpose 4 model file or name (cellpose would fall back to downloading cpsam); "
-                f"give a cellpose 4 weights file, a csrefiner cpsam model folder, or one of {', '.join(BUILTIN)}")
+                f"give a cellpose 4 weights file, a csrefiner cpsam model folder, or one of {', '.join(BUILTIN)}"
+            )
         file = model_dir() / spec
         if file.is_file():
             load_state(file)
             return Pretrained(spec, file)
         raise CsrefinerError(
             f"Cellpose-SAM model '{spec}' is not on this machine (nothing is downloaded at run time): put the file "
-            f"'{spec}' ({MODEL_URL}/{spec}) into {file.parent} (CELLPOSE_LOCAL_MODELS_PATH), or give its path")
+            f"'{spec}' ({MODEL_URL}/{spec}) into {file.parent} (CELLPOSE_LOCAL_MODELS_PATH), or give its path"
+        )
 
     def local_models(self) -> list[LocalModel]:
         folder = model_dir()
-        return [LocalModel(self.name, n, folder / n, "Cellpose-SAM (cellpose 4)") for n in BUILTIN
-                if (folder / n).is_file()]
+        return [
+            LocalModel(self.name, n, folder / n, "Cellpose-SAM (cellpose 4)") for n in BUILTIN if (folder / n).is_file()
+        ]
 
     def cache_hint(self) -> str:
-        return f"put Cellpose-SAM files (cpsam_v2 or cpsam from {MODEL_URL}/) into {model_dir()} (CELLPOSE_LOCAL_MODELS_PATH)"
+        return (
+            f"put Cellpose-SAM files (cpsam_v2 or cpsam from {MODEL_URL}/) into {model_dir()} "
+            "(CELLPOSE_LOCAL_MODELS_PATH)"
+        )
 
     def _net_and_config(self, source: Pretrained, params: TrainParams, for_training: bool):
         from csrefiner.models.device import torch_device
@@ -407,7 +494,11 @@ class CpsamBackend(Backend):
             config = {}
         if state is not None:
             config["arch"] = arch_of(state)
-        config["network"] = "CPSAM (ViT-L)" if is_cpsam(config["arch"]) else "CPSAM-style ViT, csrefiner-sized (not pretrained Cellpose-SAM)"
+        config["network"] = (
+            "CPSAM (ViT-L)"
+            if is_cpsam(config["arch"])
+            else "CPSAM-style ViT, csrefiner-sized (not pretrained Cellpose-SAM)"
+        )
         config.setdefault("flow_threshold", 0.4)
         config.setdefault("cellprob_threshold", 0.0)
         config["stain"] = config.get("stain", params.stain) if source.folder else params.stain

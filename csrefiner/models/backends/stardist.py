@@ -119,15 +119,19 @@ def build_model(config_values: dict, weights: Path | None, seed: int = 0):
         try:
             model.keras_model.load_weights(str(weights))
         except Exception as exc:  # h5py / keras raise many types for a damaged or foreign file
-            raise CsrefinerError(f"{weights}: cannot load these StarDist weights ({type(exc).__name__}: {exc}); "
-                                 "the file is damaged or belongs to another configuration") from exc
+            raise CsrefinerError(
+                f"{weights}: cannot load these StarDist weights ({type(exc).__name__}: {exc}); "
+                "the file is damaged or belongs to another configuration"
+            ) from exc
     return model
 
 
 def open_folder(folder: Path) -> tuple[dict, Path, dict | None]:
     """(config values, weights file, thresholds or None) of a StarDist model folder (stardist's layout)."""
     if not (folder / "config.json").is_file():
-        raise CsrefinerError(f"{folder}: no config.json, so not a StarDist model folder (config.json + weights_best.h5)")
+        raise CsrefinerError(
+            f"{folder}: no config.json, so not a StarDist model folder (config.json + weights_best.h5)"
+        )
     config = _read_json(folder / "config.json")
     if config.get("n_dim", 2) != 2 or "n_rays" not in config:
         raise CsrefinerError(f"{folder}/config.json: not a StarDist 2D configuration")
@@ -165,14 +169,19 @@ class StarDistSegmenter(Segmenter):
 
     def predict(self, image: np.ndarray) -> np.ndarray:
         x = model_input(image, self.prep.get("stain", "ss"), self.n_channel)
-        labels, _ = self.model.predict_instances(x, n_tiles=n_tiles(x.shape, self.n_channel),
-                                                 show_tile_progress=False, verbose=False)
+        labels, _ = self.model.predict_instances(
+            x, n_tiles=n_tiles(x.shape, self.n_channel), show_tile_progress=False, verbose=False
+        )
         return np.asarray(labels).astype(np.uint32)
 
     def describe(self) -> dict:
         t = self.model.thresholds
-        return {"prob_thresh": float(t.prob), "nms_thresh": float(t.nms), "normalize": list(NORMALIZE),
-                "input": "rgb" if self.n_channel > 1 else "grey"}
+        return {
+            "prob_thresh": float(t.prob),
+            "nms_thresh": float(t.nms),
+            "normalize": list(NORMALIZE),
+            "input": "rgb" if self.n_channel > 1 else "grey",
+        }
 
 
 def _set_thresholds(model, thresholds: dict | None) -> None:
@@ -199,9 +208,11 @@ def choose_patch_size(samples: list, size: int | None, step: int) -> int:
         small = [s for s in samples if min(s.labels.shape) < size]
         if small:
             s = small[0]
-            raise CsrefinerError(f"{s.source}/{s.key}: patch {s.labels.shape} is smaller than the StarDist training "
-                                 f"patch size {size}; use --option patch_size={max(step, smallest // step * step)} "
-                                 "or larger annotated patches")
+            raise CsrefinerError(
+                f"{s.source}/{s.key}: patch {s.labels.shape} is smaller than the StarDist training "
+                f"patch size {size}; use --option patch_size={max(step, smallest // step * step)} "
+                "or larger annotated patches"
+            )
         return size
     size = min(MAX_PATCH, smallest // step * step)
     if size < step:
@@ -217,7 +228,7 @@ def _ordered_data_class():
         """stardist's generator, but batch i is the i-th slice of the epoch's sample order (repeats allowed)."""
 
         def batch(self, i):
-            return self.order[i * self.batch_size:(i + 1) * self.batch_size]
+            return self.order[i * self.batch_size : (i + 1) * self.batch_size]
 
     return OrderedData
 
@@ -229,8 +240,18 @@ def ordered_data(X, Y, order, **kwargs):
 
 
 class StarDistTrainer(Trainer):
-    def __init__(self, model, prep: dict, train: list, val: list, params: TrainParams, base_lr: float,
-                 patch_size: int, device: str, repeats: int = 1):
+    def __init__(
+        self,
+        model,
+        prep: dict,
+        train: list,
+        val: list,
+        params: TrainParams,
+        base_lr: float,
+        patch_size: int,
+        device: str,
+        repeats: int = 1,
+    ):
         self.model, self.prep, self.params, self.device = model, prep, params, device
         self.patch, self.aug, self.base_lr = patch_size, Augment(), base_lr
         cfg = model.config
@@ -247,17 +268,29 @@ class StarDistTrainer(Trainer):
 
     def _data_kwargs(self) -> dict:
         cfg = self.model.config
-        return dict(n_rays=cfg.n_rays, patch_size=(self.patch, self.patch), grid=cfg.grid,
-                    shape_completion=False, use_gpu=False, foreground_prob=cfg.train_foreground_only,
-                    sample_ind_cache=True)
+        return dict(
+            n_rays=cfg.n_rays,
+            patch_size=(self.patch, self.patch),
+            grid=cfg.grid,
+            shape_completion=False,
+            use_gpu=False,
+            foreground_prob=cfg.train_foreground_only,
+            sample_ind_cache=True,
+        )
 
     def _fixed_val(self, val: list):
         """One crop per validation patch, drawn once with a fixed seed, never augmented."""
         X = [model_input(s.image, self.prep["stain"], self.model.config.n_channel_in) for s in val]
         state = np.random.get_state()
         np.random.seed(self.params.seed + 12345)
-        data = ordered_data(X, [s.labels.astype(np.int32) for s in val], np.arange(len(val)),
-                           batch_size=len(val), length=1, **self._data_kwargs())
+        data = ordered_data(
+            X,
+            [s.labels.astype(np.int32) for s in val],
+            np.arange(len(val)),
+            batch_size=len(val),
+            length=1,
+            **self._data_kwargs(),
+        )
         (x,), y = data[0]
         np.random.set_state(state)
         return x, list(y)
@@ -268,25 +301,37 @@ class StarDistTrainer(Trainer):
         full = np.resize(np.asarray(order), steps * bs)  # cyclic fill: every batch has the same shape
         rng = np.random.default_rng((self.params.seed, epoch))
         np.random.seed((self.params.seed * 100003 + epoch) % 2**32)  # stardist draws crop positions from np.random
-        data = ordered_data(self.X, self.Y, full, batch_size=bs, length=steps,
-                           augmenter=lambda x, y: augment_pair(x, y, rng, self.aug), **self._data_kwargs())
+        data = ordered_data(
+            self.X,
+            self.Y,
+            full,
+            batch_size=bs,
+            length=steps,
+            augmenter=lambda x, y: augment_pair(x, y, rng, self.aug),
+            **self._data_kwargs(),
+        )
         self.model.keras_model.optimizer.learning_rate.assign(lr)
         self.lr_set = lr
-        hist = self.model.keras_model.fit(iter(data), epochs=1, steps_per_epoch=steps, shuffle=False,
-                                            verbose=0)
+        hist = self.model.keras_model.fit(iter(data), epochs=1, steps_per_epoch=steps, shuffle=False, verbose=0)
         return float(hist.history["loss"][-1])
 
     def val_loss(self) -> float:
-        out = self.model.keras_model.evaluate(self.val_x, self.val_y, batch_size=self.params.batch_size,
-                                              verbose=0, return_dict=True)
+        out = self.model.keras_model.evaluate(
+            self.val_x, self.val_y, batch_size=self.params.batch_size, verbose=0, return_dict=True
+        )
         return float(out["loss"])
 
     def segmenter(self) -> Segmenter:
         return StarDistSegmenter(self.model, self.prep)
 
     def _prep_record(self) -> dict:
-        return self.prep | {"normalize": list(NORMALIZE), "base_lr": self.base_lr, "last_lr": self.lr_set,
-                            "patch_size": self.patch, "batch_size": self.params.batch_size}
+        return self.prep | {
+            "normalize": list(NORMALIZE),
+            "base_lr": self.base_lr,
+            "last_lr": self.lr_set,
+            "patch_size": self.patch,
+            "batch_size": self.params.batch_size,
+        }
 
     def save(self, folder: Path) -> None:
         from csbdeep.utils import save_json
@@ -313,23 +358,48 @@ class StarDistTrainer(Trainer):
         nms = (0.3, 0.4, 0.5)
         with contextlib.redirect_stdout(io.StringIO()):
             opt = self.model.optimize_thresholds(
-                self.val_images, self.val_labels, nms_threshs=list(nms), iou_threshs=[0.5], save_to_json=False,
-                predict_kwargs={"show_tile_progress": False}, optimize_kwargs={"measure": "f1", "verbose": 0})
-        save_json({"prob": float(opt["prob"]), "nms": float(opt["nms"])}, str(Path(folder) / SUBDIR / "thresholds.json"))
-        return {"thresholds": {"prob_thresh": float(opt["prob"]), "nms_thresh": float(opt["nms"]),
-                               "optimized_on": "validation patches", "measure": "f1", "iou": 0.5,
-                               "nms_candidates": list(nms)}}
+                self.val_images,
+                self.val_labels,
+                nms_threshs=list(nms),
+                iou_threshs=[0.5],
+                save_to_json=False,
+                predict_kwargs={"show_tile_progress": False},
+                optimize_kwargs={"measure": "f1", "verbose": 0},
+            )
+        save_json(
+            {"prob": float(opt["prob"]), "nms": float(opt["nms"])}, str(Path(folder) / SUBDIR / "thresholds.json")
+        )
+        return {
+            "thresholds": {
+                "prob_thresh": float(opt["prob"]),
+                "nms_thresh": float(opt["nms"]),
+                "optimized_on": "validation patches",
+                "measure": "f1",
+                "iou": 0.5,
+                "nms_candidates": list(nms),
+            }
+        }
 
     def describe(self) -> dict:
         cfg = self.model.config
-        return {"network": "StarDist2D U-Net", "device": self.device,
-                "parameters": int(self.model.keras_model.count_params()),
-                "n_rays": cfg.n_rays, "grid": list(cfg.grid), "unet_n_depth": cfg.unet_n_depth,
-                "unet_n_filter_base": cfg.unet_n_filter_base, "n_channel_in": cfg.n_channel_in,
-                "patch_size": self.patch, "batch_size": self.params.batch_size, "repeats": self.repeats,
-                "normalize": f"percentile {NORMALIZE[0]}-{NORMALIZE[1]} per image",
-                "optimizer": "Adam", "learning_rate": self.base_lr, "last_learning_rate": self.lr_set,
-                "augmentation": "csrefiner augment_pair as stardist's augmenter (flips, rot90, intensity jitter)"}
+        return {
+            "network": "StarDist2D U-Net",
+            "device": self.device,
+            "parameters": int(self.model.keras_model.count_params()),
+            "n_rays": cfg.n_rays,
+            "grid": list(cfg.grid),
+            "unet_n_depth": cfg.unet_n_depth,
+            "unet_n_filter_base": cfg.unet_n_filter_base,
+            "n_channel_in": cfg.n_channel_in,
+            "patch_size": self.patch,
+            "batch_size": self.params.batch_size,
+            "repeats": self.repeats,
+            "normalize": f"percentile {NORMALIZE[0]}-{NORMALIZE[1]} per image",
+            "optimizer": "Adam",
+            "learning_rate": self.base_lr,
+            "last_learning_rate": self.lr_set,
+            "augmentation": "csrefiner augment_pair as stardist's augmenter (flips, rot90, intensity jitter)",
+        }
 
 
 # ---------------------------------------------------------------- the backend
@@ -341,10 +411,16 @@ class StarDistBackend(Backend):
         Option("n_rays", "int", SCRATCH["n_rays"], "rays per star-convex polygon", scratch=True),
         Option("grid", "int", SCRATCH["grid"], "subsampling of the output grid", scratch=True),
         Option("unet_n_depth", "int", SCRATCH["unet_n_depth"], "U-Net depth", scratch=True),
-        Option("unet_n_filter_base", "int", SCRATCH["unet_n_filter_base"], "U-Net filters of the first level",
-               scratch=True),
-        Option("patch_size", "int", None, "training patch side, px, a multiple of grid x 2^depth (default: the "
-               "largest such that fits every patch, at most 256)"),
+        Option(
+            "unet_n_filter_base", "int", SCRATCH["unet_n_filter_base"], "U-Net filters of the first level", scratch=True
+        ),
+        Option(
+            "patch_size",
+            "int",
+            None,
+            "training patch side, px, a multiple of grid x 2^depth (default: the "
+            "largest such that fits every patch, at most 256)",
+        ),
         Option("repeats", "int", 1, "random crops per patch per epoch"),
     )
     requires = ("stardist", "tensorflow")
@@ -363,18 +439,22 @@ class StarDistBackend(Backend):
             raise CsrefinerError(
                 f"StarDist model '{spec}' is not on this machine (nothing is downloaded at run time): unpack "
                 f"{REGISTRY[spec]} into {cache_folder(spec)}/ (config.json, thresholds.json, weights_best.h5 directly "
-                "inside; KERAS_HOME moves the cache), or give the path of a StarDist model folder")
+                "inside; KERAS_HOME moves the cache), or give the path of a StarDist model folder"
+            )
         if "/" in spec or path.exists():
             raise CsrefinerError(f"{spec}: not a StarDist model folder (config.json + weights_best.h5)")
-        raise CsrefinerError(f"unknown StarDist model '{spec}': use one of {', '.join(REGISTRY)}, a StarDist model "
-                             "folder, or scratch")
+        raise CsrefinerError(
+            f"unknown StarDist model '{spec}': use one of {', '.join(REGISTRY)}, a StarDist model folder, or scratch"
+        )
 
     def local_models(self) -> list[LocalModel]:
         return [LocalModel(self.name, key, path) for key in REGISTRY if (path := cached_model(key))]
 
     def cache_hint(self) -> str:
-        return (f"unpack e.g. {REGISTRY['2D_versatile_fluo']} into {cache_folder('2D_versatile_fluo')}/ "
-                "(one folder per model under models/StarDist2D/ in the keras cache, $KERAS_HOME or ~/.keras)")
+        return (
+            f"unpack e.g. {REGISTRY['2D_versatile_fluo']} into {cache_folder('2D_versatile_fluo')}/ "
+            "(one folder per model under models/StarDist2D/ in the keras cache, $KERAS_HOME or ~/.keras)"
+        )
 
     def check_sample_shape(self, shape: tuple[int, int]) -> str | None:
         step = div_by(SCRATCH)
@@ -387,7 +467,9 @@ class StarDistBackend(Backend):
         if source.folder:
             sub = source.path / SUBDIR
             if not sub.is_dir():
-                raise CsrefinerError(f"{source.path}: no {SUBDIR}/ folder, so the StarDist model is missing; fine-tune again")
+                raise CsrefinerError(
+                    f"{source.path}: no {SUBDIR}/ folder, so the StarDist model is missing; fine-tune again"
+                )
             values, weights, thresholds = open_folder(sub)
             prep_file = sub / "csrefiner.json"
             prep = _read_json(prep_file) if prep_file.is_file() else {}
@@ -400,8 +482,13 @@ class StarDistBackend(Backend):
 
         opts = self.option_values(params.options)
         if base.scratch:
-            values = {"n_rays": opts["n_rays"], "grid": (opts["grid"],) * 2, "unet_n_depth": opts["unet_n_depth"],
-                      "unet_n_filter_base": opts["unet_n_filter_base"], "n_channel_in": 1}
+            values = {
+                "n_rays": opts["n_rays"],
+                "grid": (opts["grid"],) * 2,
+                "unet_n_depth": opts["unet_n_depth"],
+                "unet_n_filter_base": opts["unet_n_filter_base"],
+                "n_channel_in": 1,
+            }
             weights, thresholds = None, None
         else:
             values, weights, thresholds, _ = self._source(base)
@@ -409,9 +496,14 @@ class StarDistBackend(Backend):
         patch = choose_patch_size(train + val, opts["patch_size"], div_by(values))
         lr = params.lr or self.default_lr[0 if base.scratch else 1]
         device = tensorflow_device(params.device)
-        values = dict(values) | {"train_patch_size": (patch, patch), "train_batch_size": params.batch_size,
-                                 "train_tensorboard": False, "train_reduce_lr": None, "train_learning_rate": lr,
-                                 "use_gpu": False}
+        values = dict(values) | {
+            "train_patch_size": (patch, patch),
+            "train_batch_size": params.batch_size,
+            "train_tensorboard": False,
+            "train_reduce_lr": None,
+            "train_learning_rate": lr,
+            "use_gpu": False,
+        }
         model = build_model(values, weights, params.seed)
         _set_thresholds(model, thresholds)
         prep = {"stain": params.stain, "input": "rgb" if model.config.n_channel_in > 1 else "grey"}

@@ -12,7 +12,7 @@ import numpy as np
 
 from csrefiner.errors import CsrefinerError
 from csrefiner.models import classical
-from csrefiner.models.base import Backend, LocalModel, Pretrained, Segmenter, TrainParams, Trainer
+from csrefiner.models.base import Backend, LocalModel, Pretrained, Segmenter, Trainer, TrainParams
 from csrefiner.models.data import grey
 from csrefiner.models.options import Option
 
@@ -29,8 +29,11 @@ class WatershedSegmenter(Segmenter):
         return classical.watershed_nuclei(grey(image, self.stain), sigma=self.sigma, min_distance=self.min_distance)
 
     def describe(self) -> dict:
-        return {"method": "Otsu foreground, distance-transform seeds, watershed",
-                "sigma": self.sigma, "min_distance": self.min_distance}
+        return {
+            "method": "Otsu foreground, distance-transform seeds, watershed",
+            "sigma": self.sigma,
+            "min_distance": self.min_distance,
+        }
 
 
 class WatershedBackend(Backend):
@@ -56,8 +59,10 @@ class WatershedBackend(Backend):
         return "nothing to place: watershed has no weights"
 
     def trainer(self, base: Pretrained, params: TrainParams, train: list, val: list) -> Trainer:
-        raise CsrefinerError("watershed is a classical method with nothing to train; fine-tune a learned "
-                             "backend instead (cellpose, stardist, cpsam, cellbin, cellvit)")
+        raise CsrefinerError(
+            "watershed is a classical method with nothing to train; fine-tune a learned "
+            "backend instead (cellpose, stardist, cpsam, cellbin, cellvit)"
+        )
 
     def load(self, source: Pretrained, params: TrainParams) -> Segmenter:
         if source.folder:

@@ -23,7 +23,7 @@ def map_keys(state: dict) -> dict:
             changed = False
             for prefix in PREFIXES:
                 if key.startswith(prefix):
-                    key, changed = key[len(prefix):], True
+                    key, changed = key[len(prefix) :], True
         out[key] = value
     return out
 
@@ -42,12 +42,15 @@ def read(path: Path) -> tuple[dict, dict, str]:
     except pickle.UnpicklingError as exc:
         refused = [line.strip() for line in str(exc).splitlines() if "Unsupported global" in line]
         if not refused:
-            raise CsrefinerError(f"{path}: not a readable torch checkpoint (damaged, or not saved by torch.save)") from exc
+            raise CsrefinerError(
+                f"{path}: not a readable torch checkpoint (damaged, or not saved by torch.save)"
+            ) from exc
         raise CsrefinerError(
             f"{path}: torch.load(weights_only=True) refused it - the file holds Python objects besides tensors "
             f"and plain containers ({refused[0].split(' was not')[0]}); if you trust it, re-save only the weights: "
             "ck = torch.load(p, weights_only=False); torch.save({'model_state_dict': ck['model_state_dict'], "
-            "'config': dict(ck.get('config', {})), 'arch': ck.get('arch', 'CellViT')}, 'clean.pth')") from exc
+            "'config': dict(ck.get('config', {})), 'arch': ck.get('arch', 'CellViT')}, 'clean.pth')"
+        ) from exc
     except Exception as exc:  # torch raises many types for a damaged or foreign file
         raise CsrefinerError(f"{path}: not a readable torch checkpoint ({type(exc).__name__}: {exc})") from exc
     if not isinstance(obj, dict):
@@ -73,5 +76,6 @@ def load_into(net, state: dict, source: str) -> None:
         wrong = sorted(k for k in set(own) & set(state) if tuple(own[k].shape) != tuple(state[k].shape))
         raise CsrefinerError(
             f"{source}: weights do not fit the CellViT network (missing {len(missing)}: {missing[:3]}, "
-            f"unexpected {len(unexpected)}: {unexpected[:3]}, wrong shape {len(wrong)}: {wrong[:3]})") from exc
+            f"unexpected {len(unexpected)}: {unexpected[:3]}, wrong shape {len(wrong)}: {wrong[:3]})"
+        ) from exc
     return result

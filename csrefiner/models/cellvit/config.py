@@ -102,9 +102,13 @@ def from_state(state: dict, meta: dict | None = None) -> dict:
     if sam:
         grid = int(state["encoder.pos_embed"].shape[1])
         lengths = [int(state[f"encoder.blocks.{i}.attn.rel_pos_h"].shape[0]) for i in range(depth)]
-        cfg |= {"pos_grid": grid, "heads": dim // int(state["encoder.blocks.0.attn.rel_pos_h"].shape[1]),
-                "global_attn": [i for i, n in enumerate(lengths) if n == 2 * grid - 1],
-                "window_size": (min(lengths) + 1) // 2, "out_chans": int(state["encoder.neck.0.weight"].shape[0])}
+        cfg |= {
+            "pos_grid": grid,
+            "heads": dim // int(state["encoder.blocks.0.attn.rel_pos_h"].shape[1]),
+            "global_attn": [i for i, n in enumerate(lengths) if n == 2 * grid - 1],
+            "window_size": (min(lengths) + 1) // 2,
+            "out_chans": int(state["encoder.neck.0.weight"].shape[0]),
+        }
         head = state.get("classifier_head.weight")
     else:
         cfg["pos_grid"] = int(round(math.sqrt(state["encoder.pos_embed"].shape[1] - 1)))
@@ -118,8 +122,13 @@ def from_state(state: dict, meta: dict | None = None) -> dict:
     cfg["extract_layers"] = [int(v) for v in layers] if layers else quarter_layers(depth)
     out = lambda key: int(state[key].shape[0])  # noqa: E731 - conv weights are (out, in, k, k)
     t_out = lambda key: int(state[key].shape[1])  # noqa: E731 - transposed conv weights are (in, out, k, k)
-    cfg["widths"] = {"c0a": out("decoder0.0.block.0.weight"), "c0": out("decoder0.1.block.0.weight"),
-                     "skip11": t_out("decoder1.0.block.0.weight"), "skip12": t_out("decoder1.1.block.0.weight"),
-                     "c1": t_out("decoder1.2.block.0.weight"), "c2": t_out("decoder2.1.block.0.weight"),
-                     "bottleneck": t_out("decoder3.0.block.0.weight")}
+    cfg["widths"] = {
+        "c0a": out("decoder0.0.block.0.weight"),
+        "c0": out("decoder0.1.block.0.weight"),
+        "skip11": t_out("decoder1.0.block.0.weight"),
+        "skip12": t_out("decoder1.1.block.0.weight"),
+        "c1": t_out("decoder1.2.block.0.weight"),
+        "c2": t_out("decoder2.1.block.0.weight"),
+        "bottleneck": t_out("decoder3.0.block.0.weight"),
+    }
     return complete(cfg)

@@ -23,8 +23,15 @@ PATCH = 16  # four x2 upsampling steps: the decoder needs 16-pixel tokens
 def published_widths(dim: int) -> dict:
     """Decoder channel widths of the published models (they depend on the encoder width only)."""
     small = dim < 512
-    return {"c0a": 32, "c0": 64, "c1": 128, "c2": 256, "bottleneck": 312 if small else 512,
-            "skip11": 256 if small else 512, "skip12": 128 if small else 256}
+    return {
+        "c0a": 32,
+        "c0": 64,
+        "c1": 128,
+        "c2": 256,
+        "bottleneck": 312 if small else 512,
+        "skip11": 256 if small else 512,
+        "skip12": 128 if small else 256,
+    }
 
 
 class Conv2DBlock(nn.Module):
@@ -32,8 +39,12 @@ class Conv2DBlock(nn.Module):
 
     def __init__(self, cin: int, cout: int, kernel: int = 3, dropout: float = 0.0):
         super().__init__()
-        self.block = nn.Sequential(nn.Conv2d(cin, cout, kernel, padding=(kernel - 1) // 2), nn.BatchNorm2d(cout),
-                                   nn.ReLU(inplace=True), nn.Dropout(dropout))
+        self.block = nn.Sequential(
+            nn.Conv2d(cin, cout, kernel, padding=(kernel - 1) // 2),
+            nn.BatchNorm2d(cout),
+            nn.ReLU(inplace=True),
+            nn.Dropout(dropout),
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.block(x)
@@ -44,8 +55,13 @@ class Deconv2DBlock(nn.Module):
 
     def __init__(self, cin: int, cout: int, dropout: float = 0.0):
         super().__init__()
-        self.block = nn.Sequential(nn.ConvTranspose2d(cin, cout, 2, stride=2), nn.Conv2d(cout, cout, 3, padding=1),
-                                   nn.BatchNorm2d(cout), nn.ReLU(inplace=True), nn.Dropout(dropout))
+        self.block = nn.Sequential(
+            nn.ConvTranspose2d(cin, cout, 2, stride=2),
+            nn.Conv2d(cout, cout, 3, padding=1),
+            nn.BatchNorm2d(cout),
+            nn.ReLU(inplace=True),
+            nn.Dropout(dropout),
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.block(x)
@@ -57,23 +73,55 @@ def _up(cin: int, cout: int) -> nn.ConvTranspose2d:
 
 def branch(dim: int, w: dict, n_out: int, dropout: float) -> nn.Sequential:
     b, c2, c1, c0 = w["bottleneck"], w["c2"], w["c1"], w["c0"]
-    return nn.Sequential(OrderedDict([
-        ("bottleneck_upsampler", _up(dim, b)),
-        ("decoder3_upsampler", nn.Sequential(Conv2DBlock(2 * b, b, dropout=dropout), Conv2DBlock(b, b, dropout=dropout),
-                                             Conv2DBlock(b, b, dropout=dropout), _up(b, c2))),
-        ("decoder2_upsampler", nn.Sequential(Conv2DBlock(2 * c2, c2, dropout=dropout),
-                                             Conv2DBlock(c2, c2, dropout=dropout), _up(c2, c1))),
-        ("decoder1_upsampler", nn.Sequential(Conv2DBlock(2 * c1, c1, dropout=dropout),
-                                             Conv2DBlock(c1, c1, dropout=dropout), _up(c1, c0))),
-        ("decoder0_header", nn.Sequential(Conv2DBlock(2 * c0, c0, dropout=dropout),
-                                          Conv2DBlock(c0, c0, dropout=dropout), nn.Conv2d(c0, n_out, 1))),
-    ]))
+    return nn.Sequential(
+        OrderedDict(
+            [
+                ("bottleneck_upsampler", _up(dim, b)),
+                (
+                    "decoder3_upsampler",
+                    nn.Sequential(
+                        Conv2DBlock(2 * b, b, dropout=dropout),
+                        Conv2DBlock(b, b, dropout=dropout),
+                        Conv2DBlock(b, b, dropout=dropout),
+                        _up(b, c2),
+                    ),
+                ),
+                (
+                    "decoder2_upsampler",
+                    nn.Sequential(
+                        Conv2DBlock(2 * c2, c2, dropout=dropout), Conv2DBlock(c2, c2, dropout=dropout), _up(c2, c1)
+                    ),
+                ),
+                (
+                    "decoder1_upsampler",
+                    nn.Sequential(
+                        Conv2DBlock(2 * c1, c1, dropout=dropout), Conv2DBlock(c1, c1, dropout=dropout), _up(c1, c0)
+                    ),
+                ),
+                (
+                    "decoder0_header",
+                    nn.Sequential(
+                        Conv2DBlock(2 * c0, c0, dropout=dropout),
+                        Conv2DBlock(c0, c0, dropout=dropout),
+                        nn.Conv2d(c0, n_out, 1),
+                    ),
+                ),
+            ]
+        )
+    )
 
 
 def build_encoder(cfg: dict) -> nn.Module:
-    common = dict(dim=cfg["embed_dim"], depth=cfg["depth"], heads=cfg["heads"], patch=PATCH,
-                  in_chans=cfg["in_chans"], mlp_ratio=cfg["mlp_ratio"], pos_grid=cfg["pos_grid"],
-                  extract_layers=cfg["extract_layers"])
+    common = dict(
+        dim=cfg["embed_dim"],
+        depth=cfg["depth"],
+        heads=cfg["heads"],
+        patch=PATCH,
+        in_chans=cfg["in_chans"],
+        mlp_ratio=cfg["mlp_ratio"],
+        pos_grid=cfg["pos_grid"],
+        extract_layers=cfg["extract_layers"],
+    )
     if cfg["encoder"] == "vit":
         return HistoViT(**common, tissue_classes=cfg["tissue_classes"])
     return SamViT(**common, window=cfg["window_size"], global_attn=cfg["global_attn"], out_chans=cfg["out_chans"])
@@ -87,10 +135,14 @@ class CellViT(nn.Module):
         self.encoder = build_encoder(cfg)
         if cfg["encoder"] == "sam" and cfg["tissue_classes"] > 0:
             self.classifier_head = nn.Linear(cfg["out_chans"], cfg["tissue_classes"])
-        self.decoder0 = nn.Sequential(Conv2DBlock(cfg["in_chans"], w["c0a"], dropout=drop),
-                                      Conv2DBlock(w["c0a"], w["c0"], dropout=drop))
-        self.decoder1 = nn.Sequential(Deconv2DBlock(dim, w["skip11"], drop), Deconv2DBlock(w["skip11"], w["skip12"], drop),
-                                      Deconv2DBlock(w["skip12"], w["c1"], drop))
+        self.decoder0 = nn.Sequential(
+            Conv2DBlock(cfg["in_chans"], w["c0a"], dropout=drop), Conv2DBlock(w["c0a"], w["c0"], dropout=drop)
+        )
+        self.decoder1 = nn.Sequential(
+            Deconv2DBlock(dim, w["skip11"], drop),
+            Deconv2DBlock(w["skip11"], w["skip12"], drop),
+            Deconv2DBlock(w["skip12"], w["c1"], drop),
+        )
         self.decoder2 = nn.Sequential(Deconv2DBlock(dim, w["skip11"], drop), Deconv2DBlock(w["skip11"], w["c2"], drop))
         self.decoder3 = nn.Sequential(Deconv2DBlock(dim, w["bottleneck"], drop))
         self.nuclei_binary_map_decoder = branch(dim, w, 4 if cfg["regression"] else 2, drop)

@@ -22,8 +22,14 @@ def dice_loss(prob: torch.Tensor, onehot: torch.Tensor, eps: float = 1e-6) -> to
     return 1 - ((2 * inter + eps) / (prob.sum(dims) + onehot.sum(dims) + eps)).mean()
 
 
-def focal_tversky_loss(fg: torch.Tensor, target: torch.Tensor, alpha: float = 0.7, beta: float = 0.3,
-                       gamma: float = 4 / 3, eps: float = 1e-6) -> torch.Tensor:
+def focal_tversky_loss(
+    fg: torch.Tensor,
+    target: torch.Tensor,
+    alpha: float = 0.7,
+    beta: float = 0.3,
+    gamma: float = 4 / 3,
+    eps: float = 1e-6,
+) -> torch.Tensor:
     """(1 - Tversky index) ** (1 / gamma) on the foreground probability (Abraham & Khan 2019)."""
     tp = (fg * target).sum()
     fn = ((1 - fg) * target).sum()
@@ -48,15 +54,23 @@ def msge_loss(pred: torch.Tensor, target: torch.Tensor, focus: torch.Tensor) -> 
     return (mask * ((px - tx) ** 2 + (py - ty) ** 2)).sum() / (2 * mask.sum() + 1e-6)
 
 
-def cellvit_loss(out: dict, fg: torch.Tensor, hv: torch.Tensor, types: torch.Tensor | None = None) -> tuple[torch.Tensor, dict]:
+def cellvit_loss(
+    out: dict, fg: torch.Tensor, hv: torch.Tensor, types: torch.Tensor | None = None
+) -> tuple[torch.Tensor, dict]:
     """Total loss and its parts. fg (B, H, W) int 0/1, hv (B, 2, H, W), types (B, H, W) class ids or None."""
     prob = out["nuclei_binary_map"].softmax(dim=1)
     onehot = F.one_hot(fg, 2).permute(0, 3, 1, 2).to(prob.dtype)
-    parts = {"focal_tversky": focal_tversky_loss(prob[:, 1], onehot[:, 1]), "dice": dice_loss(prob, onehot),
-             "mse": F.mse_loss(out["hv_map"], hv), "msge": msge_loss(out["hv_map"], hv, fg)}
+    parts = {
+        "focal_tversky": focal_tversky_loss(prob[:, 1], onehot[:, 1]),
+        "dice": dice_loss(prob, onehot),
+        "mse": F.mse_loss(out["hv_map"], hv),
+        "msge": msge_loss(out["hv_map"], hv, fg),
+    }
     if types is not None and "nuclei_type_map" in out:
         logits = out["nuclei_type_map"]
         parts["type_ce"] = F.cross_entropy(logits, types)
-        parts["type_dice"] = dice_loss(logits.softmax(1), F.one_hot(types, logits.shape[1]).permute(0, 3, 1, 2).to(prob.dtype))
+        parts["type_dice"] = dice_loss(
+            logits.softmax(1), F.one_hot(types, logits.shape[1]).permute(0, 3, 1, 2).to(prob.dtype)
+        )
     total = sum(WEIGHTS[k] * v for k, v in parts.items())
     return total, {k: float(v.detach()) for k, v in parts.items()}

@@ -40,6 +40,7 @@ def _heads_split(qkv: torch.Tensor, heads: int) -> tuple[torch.Tensor, torch.Ten
 
 # --- ViT-256 (HIPT / DINO ViT-S) -------------------------------------------------------------------------------
 
+
 class SelfAttention(nn.Module):
     def __init__(self, dim: int, heads: int, qkv_bias: bool = True):
         super().__init__()
@@ -81,8 +82,18 @@ class HistoBlock(nn.Module):
 class HistoViT(nn.Module):
     """Class token + learned 1D position embedding, interpolated (bicubic) to the input's token grid."""
 
-    def __init__(self, dim: int = 384, depth: int = 12, heads: int = 6, patch: int = 16, in_chans: int = 3,
-                 mlp_ratio: float = 4.0, pos_grid: int = 14, extract_layers=(3, 6, 9, 12), tissue_classes: int = 0):
+    def __init__(
+        self,
+        dim: int = 384,
+        depth: int = 12,
+        heads: int = 6,
+        patch: int = 16,
+        in_chans: int = 3,
+        mlp_ratio: float = 4.0,
+        pos_grid: int = 14,
+        extract_layers=(3, 6, 9, 12),
+        tissue_classes: int = 0,
+    ):
         super().__init__()
         self.patch, self.extract = patch, tuple(extract_layers)
         self.patch_embed = PatchEmbed(in_chans, dim, patch)
@@ -122,6 +133,7 @@ class HistoViT(nn.Module):
 
 
 # --- SAM image encoder (ViT-B/L/H with windowed attention and decomposed relative positions) --------------------
+
 
 def _rel_table(rel_pos: torch.Tensor, size: int) -> torch.Tensor:
     """(2*size-1, C) relative-position embeddings for `size` query/key positions (linear resize if trained larger)."""
@@ -206,17 +218,33 @@ class LayerNorm2d(nn.Module):
 class SamViT(nn.Module):
     """SAM's image encoder; global attention in `global_attn` blocks (0-based), windows elsewhere."""
 
-    def __init__(self, dim: int = 768, depth: int = 12, heads: int = 12, patch: int = 16, in_chans: int = 3,
-                 mlp_ratio: float = 4.0, pos_grid: int = 64, window: int = 14, global_attn=(2, 5, 8, 11),
-                 extract_layers=(3, 6, 9, 12), out_chans: int = 256):
+    def __init__(
+        self,
+        dim: int = 768,
+        depth: int = 12,
+        heads: int = 12,
+        patch: int = 16,
+        in_chans: int = 3,
+        mlp_ratio: float = 4.0,
+        pos_grid: int = 64,
+        window: int = 14,
+        global_attn=(2, 5, 8, 11),
+        extract_layers=(3, 6, 9, 12),
+        out_chans: int = 256,
+    ):
         super().__init__()
         self.patch, self.extract = patch, tuple(extract_layers)
         self.patch_embed = PatchEmbed(in_chans, dim, patch)
         self.pos_embed = nn.Parameter(torch.zeros(1, pos_grid, pos_grid, dim))
         self.blocks = nn.ModuleList(
-            SamBlock(dim, heads, mlp_ratio, 0 if i in set(global_attn) else window, pos_grid) for i in range(depth))
-        self.neck = nn.Sequential(nn.Conv2d(dim, out_chans, 1, bias=False), LayerNorm2d(out_chans),
-                                  nn.Conv2d(out_chans, out_chans, 3, padding=1, bias=False), LayerNorm2d(out_chans))
+            SamBlock(dim, heads, mlp_ratio, 0 if i in set(global_attn) else window, pos_grid) for i in range(depth)
+        )
+        self.neck = nn.Sequential(
+            nn.Conv2d(dim, out_chans, 1, bias=False),
+            LayerNorm2d(out_chans),
+            nn.Conv2d(out_chans, out_chans, 3, padding=1, bias=False),
+            LayerNorm2d(out_chans),
+        )
 
     def _pos(self, h: int, w: int) -> torch.Tensor:
         g = self.pos_embed.shape[1]

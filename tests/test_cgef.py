@@ -12,7 +12,6 @@ import os
 import re
 import subprocess
 import sys
-import warnings
 from pathlib import Path
 
 import h5py
@@ -406,13 +405,9 @@ generate_bgef(sys.argv[1], sys.argv[2], n_thread=2, bin_sizes=[1])
 
 @pytest.fixture(scope="module")
 def gefpy():
-    from csrefiner.stereo.gefpy_env import gefpy_python
+    from venvs import side_venv
 
-    python, why = gefpy_python(Path(os.environ.get("CSREFINER_GEFPY_VENV", REPO / ".venv-gefpy")))
-    if python is None:  # say it loudly: a warning in the summary as well as the skip reason
-        warnings.warn(f"gefpy compatibility NOT checked: {why}", stacklevel=2)
-        pytest.skip(f"gefpy compatibility NOT checked: {why}")
-    return python
+    return str(side_venv(".venv-gefpy", "venv-gefpy") / "bin" / "python")
 
 
 def test_gefpy_reads_our_cellbin_gef(chip, built, gefpy, tmp_path):

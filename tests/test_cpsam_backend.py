@@ -1,7 +1,7 @@
 """Cellpose-SAM (`--model cpsam`, cellpose 4) in its own virtual environment.
 
 cellpose 3 (the main environment) and cellpose 4 are the same package, so the cpsam parts run in `.venv-cpsam/`
-(built once from constraints-cpsam.txt and `-e .[cpsam]`, then reused) through the real CLI. Without
+(`make venv-cpsam`: constraints-cpsam.txt and `-e .[cpsam]`) through the real CLI. Without
 pretrained Cellpose-SAM weights and with ViT-L far too heavy for CPU training, the run uses a tiny network of
 CPSAM's architecture with random weights (`--option encoder=tiny`, 0.36M parameters, no layer drop, 6 random
 crops per patch and epoch). It proves the plumbing (cellpose 4's flows, augmentation, loss and eval behind the
@@ -9,82 +9,32 @@ shared loop, the model folder, save -> load, segment -> evaluate, the errors) an
 trained from scratch it segments held-out EASY nuclei far better than untrained, and a short fine-tune on
 HARD (dense, blurred) nuclei raises F1 there. It says nothing about what fine-tuning Cellpose-SAM achieves
 (that needs a GPU and the cpsam_v2 weights). If the environment cannot be built (no package index), the tests
-skip and say why.
+skip and say why (in CI they fail).
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
 import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
 import numpy as np
 import pytest
+from venvs import side_venv
 
 REPO = Path(__file__).resolve().parents[1]
-VENV = Path(os.environ.get("CSREFINER_CPSAM_VENV", REPO / ".venv-cpsam"))
 TINY = ["--option", "encoder=tiny", "--option", "bsize=128"]
 LEARN = ["--option", "rdrop=0", "--option", "repeats=6", "--batch-size", 4, "--seed", 0, "--device", "cpu"]
 ENV = {**os.environ, "CSREFINER_QUIET": "1", "MPLBACKEND": "Agg", "PYTHONWARNINGS": "ignore"}
 
 
-def _stamp() -> str:
-    """Rebuild the venv only when what it is built from changes (pins, core and cpsam dependencies)."""
-    import tomllib
-
-    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
-    spec = [
-        (REPO / "constraints-cpsam.txt").read_text(),
-        project["dependencies"],
-        project["optional-dependencies"]["cpsam"],
-    ]
-    return hashlib.sha256(json.dumps(spec).encode()).hexdigest()[:16]
-
-
-def build_cpsam_venv(venv: Path, timeout: int = 1800) -> tuple[Path | None, str]:
-    """(venv, "") with torch 2.13.0 + cellpose 4 + csrefiner (editable), or (None, why not). Built once."""
-    stamp = venv / f".cpsam-{_stamp()}.ok"
-    if stamp.exists() and (venv / "bin" / "csrefiner").exists():
-        return venv, ""
-    pip = [
-        str(venv / "bin" / "python"),
-        "-m",
-        "pip",
-        "install",
-        "--quiet",
-        "--disable-pip-version-check",
-        "-c",
-        str(REPO / "constraints-cpsam.txt"),
-    ]
-    steps = [
-        [sys.executable, "-m", "venv", "--clear", str(venv)],
-        pip + ["torch==2.13.0"],  # first and pinned: any other torch spec pulls GBs of CUDA wheels
-        pip + ["-e", f"{REPO}[cpsam]"],
-        [str(venv / "bin" / "python"), "-c", "from csrefiner.models.backends.cpsam import cellpose4; cellpose4()"],
-    ]
-    for cmd in steps:
-        try:
-            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=REPO)
-        except subprocess.TimeoutExpired:
-            return None, f"`{' '.join(cmd[-2:])}` timed out after {timeout} s"
-        if proc.returncode != 0:
-            tail = " | ".join((proc.stderr or proc.stdout).strip().splitlines()[-3:])
-            return None, f"`{' '.join(cmd[2:6])} ...` failed: {tail}"
-    stamp.write_text("ok\n")
-    return venv, ""
-
-
 @pytest.fixture(scope="module")
 def venv():
-    path, why = build_cpsam_venv(VENV)
-    if path is None:
-        pytest.skip(f"cannot build the cellpose 4 environment {VENV}: {why}")
-    return path
+    """torch 2.13.0 + cellpose 4 + csrefiner (editable): `make venv-cpsam`."""
+    return side_venv(".venv-cpsam", "venv-cpsam")
 
 
 def cp4(venv: Path, *args, check: bool = True) -> subprocess.CompletedProcess:

@@ -2,7 +2,7 @@
 
 Core checks run here: pixel size from slide to tiles, manifest and every level of the stitched mask; the
 whole-slide GeoJSON traced band by band gives back the mask; the .h5ad carries scanpy's and stereopy's keys.
-Client checks run in their own venvs (`make venv-clients`, `make venv-stereopy`, prerequisites of `make test`):
+Client checks run in their own venvs (`make venv-clients`, `make venv-stereopy`, built by `make test-all`):
 spatialdata (our zarr: image, labels, shapes, table aligned in every coordinate system, with and without a chip
 offset), spatialdata-io's stereoseq reader on a SAW folder, scanpy, squidpy, ome-types, napari-tiff, stereopy.
 """
@@ -21,6 +21,7 @@ import pandas as pd
 import pytest
 import tifffile
 from skimage.draw import disk
+from venvs import side_venv
 
 from csrefiner.io import write_labels
 from csrefiner.io.frames import read_pixel_size
@@ -233,24 +234,9 @@ def test_h5ad_carries_scanpy_and_stereopy_keys(chip):
 # ------------------------------------------------------------------------------------------- clients
 
 
-def _venv(name: str, target: str) -> Path:
-    """The venv's python, built by its Makefile target when missing (CI's `make test` builds it first)."""
-    py = REPO / name / "bin" / "python"
-    if not (REPO / name / ".installed").exists() and os.environ.get("CSREFINER_BUILD_CLIENTS", "1") == "1":
-        proc = subprocess.run(["make", "-C", str(REPO), target], capture_output=True, text=True)
-        if proc.returncode:
-            print(f"\n!!! make {target} failed:\n{proc.stderr[-2000:]}")
-    if not (REPO / name / ".installed").exists():
-        pytest.skip(
-            f"!!! CLIENT CHECK NOT RUN: {name} missing and `make {target}` did not build it "
-            "(no package registry?); run `make {target}`"
-        )
-    return py
-
-
 @pytest.fixture(scope="module")
 def client_results(chip):
-    py = _venv(".venv-clients", "venv-clients")
+    py = side_venv(".venv-clients", "venv-clients") / "bin" / "python"
     env = {**os.environ, "PYTHONPATH": str(REPO), "MPLBACKEND": "Agg"}
     proc = subprocess.run(
         [str(py), str(REPO / "tests" / "clients" / "check_clients.py"), str(chip["dir"])],
@@ -283,7 +269,7 @@ print("ok")
 
 
 def test_stereopy_opens_h5ad_as_cell_bins(chip):
-    py = _venv(".venv-stereopy", "venv-stereopy")
+    py = side_venv(".venv-stereopy", "venv-stereopy") / "bin" / "python"
     proc = subprocess.run(
         [str(py), "-c", STEREOPY, chip["case"]["offset"]["table"], SN], capture_output=True, text=True, timeout=300
     )

@@ -177,6 +177,27 @@ def test_save_load_gives_identical_predictions(data, scratch_model, tmp_path, cl
     assert np.array_equal(labels.astype(np.uint32), in_memory)
 
 
+def test_one_epoch_from_scratch_is_a_folder_stardist_reads(data, tmp_path, cli):
+    """The quick tier's StarDist run: one epoch from scratch through the CLI, then `segment` and stardist's own
+    loader give the same uint32 labels (the quality bars are the `train` tier's)."""
+    from stardist.models import StarDist2D
+
+    from csrefiner.models.backends.stardist import model_input
+
+    out = tmp_path / "one"
+    cli("finetune", "--model", "stardist", "--train", data["train"], "--val", data["val"], "--pretrained", "scratch",
+        "--out", out, "--epochs", 1, "--batch-size", 4, "--device", "cpu", "--seed", 0, *SMALL)  # fmt: skip
+    cli("segment", "--model-dir", out, "--input", data["test"], "--out", tmp_path / "pred")
+    image = next(iter(sorted(data["test"].glob("*-img.tif"))))
+    ours = read_labels(tmp_path / "pred" / f"{image.name[:-8]}-mask.tif")
+    assert ours.dtype == np.uint32
+    sample = next(s for s in read_folder(data["test"]) if s.key == image.name[:-8])
+    stain = json.loads((out / "model.json").read_text())["stain"]
+    native = StarDist2D(None, name="stardist", basedir=str(out))
+    labels, _ = native.predict_instances(model_input(sample.image, stain, 1), verbose=False)
+    assert np.array_equal(labels.astype(np.uint32), ours)
+
+
 def test_bad_input_fails_before_training(data, tmp_path, cli, monkeypatch):
     def fails(*args, expect: str):
         proc = cli(*args, check=False)

@@ -1,8 +1,9 @@
 """CellBin (STOmics SAW's cell segmentation): BCDU-Net foreground map -> seeded watershed -> uint32 instances.
 
-The network (`cellbin_net.py`) loads the official weights by layer name: `cellseg_bcdu_SHDI_221008_tf.hdf5`
-(ssDNA/DAPI, 1 input channel) and `cellseg_bcdu_H_240823_tf.hdf5` (H&E, 3 channels), from a path or from
-`$CSREFINER_MODELS/cellbin/` (default `~/.csrefiner/models/cellbin/`); nothing is downloaded.
+The network (`csrefiner/models/cellbin/net.py`) loads the official weights by layer name:
+`cellseg_bcdu_SHDI_221008_tf.hdf5` (ssDNA/DAPI, 1 input channel) and `cellseg_bcdu_H_240823_tf.hdf5` (H&E,
+3 channels), from a path or from `$CSREFINER_MODELS/cellbin/` (default `~/.csrefiner/models/cellbin/`); nothing
+is downloaded.
 
 What differs from CSRefiner's CellBin fine-tuning (also in docs/backends.md, CellBin):
 - Preprocessing, identical at training and inference, per image given to the model (one training patch, one
@@ -307,14 +308,14 @@ class CellbinTrainer(Trainer):
         return self._segmenter
 
     def save(self, folder: Path) -> None:
-        from csrefiner.models.backends.cellbin_net import save_weights
+        from csrefiner.models.cellbin.net import save_weights
 
         (folder / "cellbin").mkdir(parents=True, exist_ok=True)
         save_weights(self.model, folder / "cellbin" / "weights.hdf5")
         (folder / "cellbin" / "config.json").write_text(json.dumps(self.config, indent=2) + "\n")
 
     def restore(self, folder: Path) -> None:
-        from csrefiner.models.backends.cellbin_net import load_weights
+        from csrefiner.models.cellbin.net import load_weights
 
         load_weights(self.model, folder / "cellbin" / "weights.hdf5")
 
@@ -372,7 +373,7 @@ class CellbinBackend(Backend):
     known_names = tuple(OFFICIAL) + tuple(n.removesuffix(".hdf5") for n in OFFICIAL)
 
     def find_pretrained(self, spec: str) -> Pretrained:
-        from csrefiner.models.backends.cellbin_net import file_geometry
+        from csrefiner.models.cellbin.net import file_geometry
 
         path = Path(spec).expanduser()
         if path.is_file():
@@ -411,7 +412,7 @@ class CellbinBackend(Backend):
         return None
 
     def _config(self, source: Pretrained, params: TrainParams, train: list | None = None) -> dict:
-        from csrefiner.models.backends.cellbin_net import file_geometry
+        from csrefiner.models.cellbin.net import file_geometry
 
         opts = self.option_values(params.options)
         if source.folder:
@@ -433,7 +434,7 @@ class CellbinBackend(Backend):
     def _model(self, config: dict, weights: Path | None):
         import keras
 
-        from csrefiner.models.backends.cellbin_net import build_bcdu, load_weights
+        from csrefiner.models.cellbin.net import build_bcdu, load_weights
 
         keras.utils.set_random_seed(int(config.get("seed", 0)))
         model = build_bcdu(config["patch"], config["channels"], config["base"], config["dropout"])

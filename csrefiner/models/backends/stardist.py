@@ -37,6 +37,7 @@ from csrefiner.models.base import Backend, LocalModel, Pretrained, Segmenter, Tr
 from csrefiner.models.card import read_model_json
 from csrefiner.models.data import grey, percentile_normalize
 from csrefiner.models.options import Option
+from csrefiner.models.seeding import seeded
 
 SUBDIR = "stardist"
 WEIGHTS = "weights_best.h5"
@@ -281,18 +282,16 @@ class StarDistTrainer(Trainer):
     def _fixed_val(self, val: list):
         """One crop per validation patch, drawn once with a fixed seed, never augmented."""
         X = [model_input(s.image, self.prep["stain"], self.model.config.n_channel_in) for s in val]
-        state = np.random.get_state()
-        np.random.seed(self.params.seed + 12345)
-        data = ordered_data(
-            X,
-            [s.labels.astype(np.int32) for s in val],
-            np.arange(len(val)),
-            batch_size=len(val),
-            length=1,
-            **self._data_kwargs(),
-        )
-        (x,), y = data[0]
-        np.random.set_state(state)
+        with seeded(self.params.seed + 12345):
+            data = ordered_data(
+                X,
+                [s.labels.astype(np.int32) for s in val],
+                np.arange(len(val)),
+                batch_size=len(val),
+                length=1,
+                **self._data_kwargs(),
+            )
+            (x,), y = data[0]
         return x, list(y)
 
     def train_epoch(self, order: np.ndarray, lr: float, epoch: int) -> float:

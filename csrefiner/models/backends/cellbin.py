@@ -30,6 +30,7 @@ Model folder: `cellbin/weights.hdf5` (legacy Keras layout, by layer name, as the
 from __future__ import annotations
 
 import json
+import logging
 import os
 from pathlib import Path
 
@@ -42,6 +43,8 @@ from csrefiner.models.base import Backend, LocalModel, Pretrained, Segmenter, Tr
 from csrefiner.models.card import read_model_json
 from csrefiner.models.data import grey
 from csrefiner.models.options import Option
+
+log = logging.getLogger(__name__)
 
 OFFICIAL = {  # file -> stain it was trained for (channels are read from the file)
     "cellseg_bcdu_SHDI_221008_tf.hdf5": "ss",
@@ -336,6 +339,7 @@ class CellbinTrainer(Trainer):
                 scores[(t, h)] = float(total.scores()["f1"])
         best = max(scores, key=lambda k: (scores[k], -abs(k[0] - 0.5), -abs(k[1] - 2.0)))
         self.config["threshold"], self.config["h"] = best
+        log.info("threshold %s, h-maxima depth %s (validation F1 %.3f)", *best, scores[best])
         (folder / "cellbin" / "config.json").write_text(json.dumps(self.config, indent=2) + "\n")
         return {
             "thresholds": {

@@ -25,6 +25,7 @@ import contextlib
 import functools
 import io
 import json
+import logging
 import math
 import os
 from pathlib import Path
@@ -38,6 +39,8 @@ from csrefiner.models.card import read_model_json
 from csrefiner.models.data import grey, percentile_normalize
 from csrefiner.models.options import Option
 from csrefiner.models.seeding import seeded
+
+log = logging.getLogger(__name__)
 
 SUBDIR = "stardist"
 WEIGHTS = "weights_best.h5"
@@ -365,6 +368,7 @@ class StarDistTrainer(Trainer):
                 predict_kwargs={"show_tile_progress": False},
                 optimize_kwargs={"measure": "f1", "verbose": 0},
             )
+        log.info("thresholds on the validation patches: prob %.3f, nms %.2f", opt["prob"], opt["nms"])
         save_json(
             {"prob": float(opt["prob"]), "nms": float(opt["nms"])}, str(Path(folder) / SUBDIR / "thresholds.json")
         )

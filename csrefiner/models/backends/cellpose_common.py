@@ -87,7 +87,6 @@ class CellposeFamilyTrainer(Trainer):
 
     name: ClassVar[str]  # the backend, and its folder in a model folder
     load_state: ClassVar[Callable[[Path], dict]]
-
     segmenter_class: ClassVar[type[Segmenter]]
 
     def __init__(self, net, device, config: dict, params: TrainParams):

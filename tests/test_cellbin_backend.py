@@ -23,8 +23,8 @@ from csrefiner.io import read_labels, write_image  # noqa: E402
 from csrefiner.metrics.matching import match_counts  # noqa: E402
 from csrefiner.metrics.overlap import label_overlap  # noqa: E402
 from csrefiner.models.backends import cellbin  # noqa: E402
-from csrefiner.models.backends.cellbin_net import build_bcdu, load_weights, save_weights, weighted_layers  # noqa: E402
 from csrefiner.models.base import Pretrained, TrainParams  # noqa: E402
+from csrefiner.models.cellbin.net import build_bcdu, load_weights, save_weights, weighted_layers  # noqa: E402
 from csrefiner.synth import EASY, nuclei_image  # noqa: E402
 
 

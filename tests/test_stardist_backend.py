@@ -10,6 +10,7 @@ The network is the smallest that learns generated nuclei in about a hundred step
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -292,3 +293,20 @@ def test_local_cache_is_found_and_listed(scratch_model, tmp_path, cli, monkeypat
     backend = get_backend("stardist")
     assert backend.resolve("2D_demo").path == target
     assert f"stardist:2D_demo  {target}" in cli("models", "list").stdout
+
+
+# TensorFlow's C++ lines (`I0000 00:00:...`, `E0000 ...`: CPU features, oneDNN, CUDA probing), absl's preamble and
+# tf.function retracing warnings
+TF_NOISE = re.compile(r"^[IWEF]\d{4} \d\d:\d\d:|oneDNN|retracing|absl::InitializeLog|WARNING:absl", re.M)
+
+
+def test_tensorflow_logs_stay_quiet_unless_verbose(data, scratch_model, tmp_path, cli, monkeypatch):
+    monkeypatch.delenv("TF_CPP_MIN_LOG_LEVEL", raising=False)  # the CLI's own default is under test
+    out = tmp_path / "one_epoch"
+    args = ("--train", data["train"], "--val", data["val"], "--pretrained", "scratch", "--out", out)
+    proc = cli("finetune", "--model", "stardist", *args, "--epochs", 1, "--batch-size", 4, "--device", "cpu", *SMALL)
+    assert (out / "model.json").is_file()
+    assert not TF_NOISE.findall(proc.stderr), proc.stderr
+
+    proc = cli("--verbose", "segment", "--model-dir", scratch_model, "--input", data["val"], "--out", tmp_path / "s")
+    assert "DEBUG csrefiner.models.segment:" in proc.stderr, proc.stderr

@@ -51,8 +51,16 @@ def _version(value: bool) -> None:
 @app.callback()
 def _root(
     version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version."),
+    verbose: bool = typer.Option(
+        False,
+        "--verbose",
+        help="Debug messages of csrefiner, and the frameworks' own log lines (TensorFlow's, absl's) on stderr.",
+    ),
 ) -> None:
     """csrefiner: one command per pipeline step."""
+    from csrefiner.log import configure
+
+    configure(verbose)  # before any command imports a framework
 
 
 for _name in STEP_MODULES:

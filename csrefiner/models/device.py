@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import logging
 import os
 
 from csrefiner.errors import CsrefinerError
 
 CHOICES = ("auto", "cpu", "cuda")
+log = logging.getLogger(__name__)
 
 
 def _check(spec: str) -> str:
@@ -24,7 +26,9 @@ def torch_device(spec: str):
         raise CsrefinerError(
             "--device cuda: torch sees no CUDA GPU here (CPU build of torch, or no driver); use --device cpu"
         )
-    return torch.device("cuda" if spec == "cuda" or (spec == "auto" and has_cuda) else "cpu")
+    device = torch.device("cuda" if spec == "cuda" or (spec == "auto" and has_cuda) else "cpu")
+    log.debug("--device %s: torch runs on %s", spec, device)
+    return device
 
 
 def tensorflow_device(spec: str) -> str:
@@ -42,4 +46,5 @@ def tensorflow_device(spec: str) -> str:
         )
     for gpu in gpus:  # take memory as needed, so several tasks can share a GPU
         tf.config.experimental.set_memory_growth(gpu, True)
+    log.debug("--device %s: TensorFlow sees %d GPU(s)", spec, len(gpus))
     return "cuda" if gpus else "cpu"

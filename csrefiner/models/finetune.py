@@ -8,6 +8,7 @@ the model as re-loaded from that folder, so they are the scores of what was save
 
 from __future__ import annotations
 
+import logging
 import shutil
 import time
 from collections.abc import Callable
@@ -21,6 +22,8 @@ from csrefiner.models.base import Pretrained, TrainParams
 from csrefiner.models.card import CARD, CARD_VERSION, plot_loss_curve, versions, write_json
 from csrefiner.models.data import Sample, check_training_set, read_folder, split
 from csrefiner.models.training import fit, seed_frameworks, validation_scores
+
+log = logging.getLogger(__name__)
 
 STAINS = ("ss", "he")
 
@@ -93,6 +96,15 @@ def finetune(
     )
     _check_shapes(backend, train + val)
     lr = params.lr or backend.default_lr[0 if base.scratch else 1]
+    log.info(
+        "%s from %s: %d training and %d validation patches, up to %d epochs at lr %g",
+        backend.name,
+        base.name,
+        len(train),
+        len(val),
+        params.epochs,
+        lr,
+    )
     start = time.perf_counter()
     with atomic_dir(out, force=force) as tmp:
         seed_frameworks(params.seed, backend.requires)

@@ -6,6 +6,7 @@ with ground truth and `stitch` with the tiles of its manifest.
 
 from __future__ import annotations
 
+import logging
 import tempfile
 import time
 from pathlib import Path
@@ -19,6 +20,8 @@ from csrefiner.models import backend_names, get_backend
 from csrefiner.models.base import Backend, Pretrained, Segmenter, TrainParams
 from csrefiner.models.card import read_card, write_json
 from csrefiner.progress import track
+
+log = logging.getLogger(__name__)
 
 
 def backend_for_name(spec: str) -> tuple[Backend, str]:
@@ -176,11 +179,13 @@ def segment(
             key = sample_key(path)
             um = resolve_pixel_size(pixel_size_um, path)
             if path in tiled:
+                log.info("%s: larger than %d px, segmented tile by tile (overlap %d)", path.name, tile_size, overlap)
                 counts[key] = segment_tiled(segmenter, path, tmp / f"{key}-mask.tif", tile_size, overlap, um)
                 continue
             labels = predict_checked(segmenter, read_image(path), path)
             write_labels(tmp / f"{key}-mask.tif", labels, pixel_size_um=um)
             counts[key] = int(np.count_nonzero(np.unique(labels)))
+            log.debug("%s: %d objects", path.name, counts[key])
         info |= {"device": params.device, "images": len(images), "objects": counts, **segmenter.describe()}
         write_json(tmp / "segment.json", info)  # no timings: reruns give byte-identical files
     return info | {"seconds": round(time.perf_counter() - start, 2)}

@@ -13,6 +13,7 @@ What CSRefiner's scripts get wrong is fixed once, here:
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from collections.abc import Callable
@@ -25,6 +26,8 @@ from csrefiner.hitl.sampling import sample_weights, weighted_order
 from csrefiner.metrics.matching import MatchCounts, match_counts
 from csrefiner.metrics.overlap import label_overlap
 from csrefiner.models.base import Segmenter, Trainer, TrainParams
+
+log = logging.getLogger(__name__)
 
 
 def seed_frameworks(seed: int, frameworks: tuple[str, ...]) -> None:
@@ -127,10 +130,11 @@ def fit(
     lrs = lr_schedule(base_lr, params.epochs)
     order_of, sampling = epoch_orders(train, params.epochs, params.seed, gamma)
     initial = validation_scores(trainer.segmenter(), val)
+    log.info("validation F1 of the starting model: %.3f", initial["f1"])
     # the starting model is a candidate too: a fine-tune that only makes things worse returns the base (epoch 0)
     val0 = trainer.val_loss()
     best_key = (round(initial["f1"], 6), -val0 if val0 is not None else -math.inf)
-    best, best_epoch, bad, log, stopped = initial, 0, 0, [], False
+    best, best_epoch, bad, history, stopped = initial, 0, 0, [], False
     trainer.save(checkpoint)
     for epoch in range(params.epochs):
         tic = time.perf_counter()
@@ -148,12 +152,23 @@ def fit(
             else:
                 bad += 1
         rec.seconds = round(time.perf_counter() - tic, 3)
-        log.append(rec)
+        history.append(rec)
+        log.debug(
+            "epoch %d: lr %.2e, train loss %.4f, val loss %s, val F1 %s, %.1f s",
+            rec.epoch,
+            rec.lr,
+            rec.train_loss,
+            rec.val_loss,
+            rec.val_f1,
+            rec.seconds,
+        )
         if report:
             report(rec, improved)
         if rec.val_f1 is not None and bad >= params.patience and not last:
             stopped = True
+            log.info("no better validation F1 in %d evaluations: stopped after epoch %d", bad, epoch + 1)
             break
+    log.info("best model: epoch %d (validation F1 %.3f), restored", best_epoch, best["f1"])
     trainer.restore(checkpoint)
     schedule = {"kind": "warm-up + cosine decay to 1%", "base_lr": base_lr, "planned_epochs": params.epochs}
-    return FitResult(log, initial, best_epoch, best, stopped, time.perf_counter() - start, sampling, schedule)
+    return FitResult(history, initial, best_epoch, best, stopped, time.perf_counter() - start, sampling, schedule)

@@ -1,8 +1,9 @@
 """CellBin (STOmics SAW's cell segmentation): BCDU-Net foreground map -> seeded watershed -> uint32 instances.
 
-The network (`cellbin_net.py`) loads the official weights by layer name: `cellseg_bcdu_SHDI_221008_tf.hdf5`
-(ssDNA/DAPI, 1 input channel) and `cellseg_bcdu_H_240823_tf.hdf5` (H&E, 3 channels), from a path or from
-`$CSREFINER_MODELS/cellbin/` (default `~/.csrefiner/models/cellbin/`); nothing is downloaded.
+The network (`csrefiner/models/cellbin/net.py`) loads the official weights by layer name:
+`cellseg_bcdu_SHDI_221008_tf.hdf5` (ssDNA/DAPI, 1 input channel) and `cellseg_bcdu_H_240823_tf.hdf5` (H&E,
+3 channels), from a path or from `$CSREFINER_MODELS/cellbin/` (default `~/.csrefiner/models/cellbin/`); nothing
+is downloaded.
 
 What differs from CSRefiner's CellBin fine-tuning (also in docs/backends.md, CellBin):
 - Preprocessing, identical at training and inference, per image given to the model (one training patch, one
@@ -29,6 +30,7 @@ Model folder: `cellbin/weights.hdf5` (legacy Keras layout, by layer name, as the
 from __future__ import annotations
 
 import json
+import logging
 import os
 from pathlib import Path
 
@@ -41,6 +43,8 @@ from csrefiner.models.base import Backend, LocalModel, Pretrained, Segmenter, Tr
 from csrefiner.models.card import read_model_json
 from csrefiner.models.data import grey
 from csrefiner.models.options import Option
+
+log = logging.getLogger(__name__)
 
 OFFICIAL = {  # file -> stain it was trained for (channels are read from the file)
     "cellseg_bcdu_SHDI_221008_tf.hdf5": "ss",
@@ -307,14 +311,14 @@ class CellbinTrainer(Trainer):
         return self._segmenter
 
     def save(self, folder: Path) -> None:
-        from csrefiner.models.backends.cellbin_net import save_weights
+        from csrefiner.models.cellbin.net import save_weights
 
         (folder / "cellbin").mkdir(parents=True, exist_ok=True)
         save_weights(self.model, folder / "cellbin" / "weights.hdf5")
         (folder / "cellbin" / "config.json").write_text(json.dumps(self.config, indent=2) + "\n")
 
     def restore(self, folder: Path) -> None:
-        from csrefiner.models.backends.cellbin_net import load_weights
+        from csrefiner.models.cellbin.net import load_weights
 
         load_weights(self.model, folder / "cellbin" / "weights.hdf5")
 
@@ -335,6 +339,7 @@ class CellbinTrainer(Trainer):
                 scores[(t, h)] = float(total.scores()["f1"])
         best = max(scores, key=lambda k: (scores[k], -abs(k[0] - 0.5), -abs(k[1] - 2.0)))
         self.config["threshold"], self.config["h"] = best
+        log.info("threshold %s, h-maxima depth %s (validation F1 %.3f)", *best, scores[best])
         (folder / "cellbin" / "config.json").write_text(json.dumps(self.config, indent=2) + "\n")
         return {
             "thresholds": {
@@ -372,7 +377,7 @@ class CellbinBackend(Backend):
     known_names = tuple(OFFICIAL) + tuple(n.removesuffix(".hdf5") for n in OFFICIAL)
 
     def find_pretrained(self, spec: str) -> Pretrained:
-        from csrefiner.models.backends.cellbin_net import file_geometry
+        from csrefiner.models.cellbin.net import file_geometry
 
         path = Path(spec).expanduser()
         if path.is_file():
@@ -411,7 +416,7 @@ class CellbinBackend(Backend):
         return None
 
     def _config(self, source: Pretrained, params: TrainParams, train: list | None = None) -> dict:
-        from csrefiner.models.backends.cellbin_net import file_geometry
+        from csrefiner.models.cellbin.net import file_geometry
 
         opts = self.option_values(params.options)
         if source.folder:
@@ -433,7 +438,7 @@ class CellbinBackend(Backend):
     def _model(self, config: dict, weights: Path | None):
         import keras
 
-        from csrefiner.models.backends.cellbin_net import build_bcdu, load_weights
+        from csrefiner.models.cellbin.net import build_bcdu, load_weights
 
         keras.utils.set_random_seed(int(config.get("seed", 0)))
         model = build_bcdu(config["patch"], config["channels"], config["base"], config["dropout"])

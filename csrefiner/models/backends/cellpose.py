@@ -13,18 +13,17 @@ loads it, `CellposeModel(pretrained_model="cellpose/weights.pt")`) and `cellpose
 
 from __future__ import annotations
 
-import json
-import os
 from pathlib import Path
 
 import numpy as np
 
 from csrefiner.errors import CsrefinerError
-from csrefiner.models.augment import Augment, intensity
-from csrefiner.models.base import Backend, LocalModel, Pretrained, Segmenter, Trainer, TrainParams
-from csrefiner.models.card import read_model_json
+from csrefiner.models.augment import intensity
+from csrefiner.models.backends import cellpose_common as common
+from csrefiner.models.base import LocalModel, Pretrained, Trainer, TrainParams
 from csrefiner.models.data import grey
 from csrefiner.models.options import Option
+from csrefiner.models.seeding import seeded
 
 MODEL_URL = "https://www.cellpose.org/models"
 # cellpose 3's file name for each built-in model (cellpose.models.model_path)
@@ -46,19 +45,8 @@ BUILTIN = (
 DEFAULT_NBASE = (2, 32, 64, 128, 256)  # cellpose 3's CPnet; the last width must stay 256 (style vector)
 
 
-def model_dir() -> Path:
-    """cellpose's own model folder (what cellpose.models.MODEL_DIR resolves to)."""
-    env = os.environ.get("CELLPOSE_LOCAL_MODELS_PATH")
-    return Path(env) if env else Path.home() / ".cellpose" / "models"
-
-
 def _load_state(path: Path) -> dict:
-    import torch
-
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises many types for a damaged or foreign file
-        raise CsrefinerError(f"{path}: not a readable cellpose model file ({type(exc).__name__}: {exc})") from exc
+    state = common.read_state(path)
     if not isinstance(state, dict) or "output.2.weight" not in state and "W2" not in state:
         raise CsrefinerError(f"{path}: not a cellpose network state dict; give a cellpose 3 model file")
     if "W2" in state:
@@ -85,29 +73,22 @@ def build_net(nbase, diam_mean: float, device):
     return CPnet(list(nbase), 3, sz=3, mkldnn=False, max_pool=True, diam_mean=float(diam_mean)).to(device)
 
 
-class CellposeSegmenter(Segmenter):
+class CellposeSegmenter(common.CellposeFamilySegmenter):
     def __init__(self, net, device, config: dict):
         from cellpose.models import CellposeModel
 
-        self.config = config
+        super().__init__(net, config)
         model = CellposeModel(
             gpu=device.type == "cuda", pretrained_model=False, device=device, nchan=2, diam_mean=config["diam_mean"]
         )
         model.net, model.diam_mean, model.diam_labels = net, config["diam_mean"], config["diam_labels"]
         self.model = model
 
-    def predict(self, image: np.ndarray) -> np.ndarray:
-        img = grey(image, self.config.get("stain", "ss"))
-        masks = self.model.eval(
-            img,
-            channels=[0, 0],
-            diameter=self.config.get("diameter"),
-            normalize=True,
-            flow_threshold=self.config["flow_threshold"],
-            cellprob_threshold=self.config["cellprob_threshold"],
-        )[0]
-        self.model.net.train(False)
-        return np.asarray(masks).astype(np.uint32)
+    def _input(self, image: np.ndarray) -> np.ndarray:
+        return grey(image, self.config.get("stain", "ss"))
+
+    def _eval_args(self) -> dict:
+        return {"channels": [0, 0]}
 
     def describe(self) -> dict:
         return {k: self.config[k] for k in ("flow_threshold", "cellprob_threshold", "diam_mean", "diam_labels")}
@@ -127,16 +108,18 @@ def _inputs(samples: list, stain: str, device) -> tuple[list[np.ndarray], list[n
     return xs, [f[1:].astype(np.float32) for f in flows], diams
 
 
-class CellposeTrainer(Trainer):
+class CellposeTrainer(common.CellposeFamilyTrainer):
+    name = "cellpose"
+    load_state = staticmethod(_load_state)
+    segmenter_class = CellposeSegmenter
+
     def __init__(self, net, device, config: dict, train: list, val: list, params: TrainParams):
         import torch
 
-        self.net, self.device, self.config, self.params = net, device, config, params
-        self.aug = Augment()
+        super().__init__(net, device, config, params)
         self.X, self.Y, self.diams = _inputs(train, params.stain, device)
         self.diams = np.where(self.diams > 0, self.diams, config["diam_mean"])
-        self.config["diam_labels"] = float(self.diams.mean())
-        self.net.diam_labels.data = torch.tensor([self.config["diam_labels"]], dtype=torch.float32).to(device)
+        self._set_diam_labels(float(self.diams.mean()))
         side = min(min(x.shape[1:]) for x in self.X)
         self.bsize = int(min(224, max(64, side // 16 * 16)))
         self.optimizer = torch.optim.AdamW(net.parameters(), lr=1e-3, weight_decay=1e-5)
@@ -146,110 +129,50 @@ class CellposeTrainer(Trainer):
         return diams / self.config["diam_mean"]
 
     def _fixed_val(self, val: list):
+        import torch
         from cellpose import transforms
 
         xs, ys, diams = _inputs(val, self.params.stain, self.device)
         diams = np.where(diams > 0, diams, self.config["diam_mean"])
-        state = np.random.get_state()
-        np.random.seed(42)
-        imgi, lbl = transforms.random_rotate_and_resize(
-            xs,
-            Y=ys,
-            rescale=self._rescale(diams),
-            scale_range=0.0,
-            xy=(self.bsize, self.bsize),
-            do_flip=False,
-            rotate=False,
-        )[:2]
-        np.random.set_state(state)
-        return imgi, lbl
+        with seeded(42):
+            imgi, lbl = transforms.random_rotate_and_resize(
+                xs,
+                Y=ys,
+                rescale=self._rescale(diams),
+                scale_range=0.0,
+                xy=(self.bsize, self.bsize),
+                do_flip=False,
+                rotate=False,
+            )[:2]
+        return torch.from_numpy(imgi).to(self.device), lbl
 
-    def train_epoch(self, order: np.ndarray, lr: float, epoch: int) -> float:
+    def _batch(self, inds: np.ndarray, rng: np.random.Generator) -> tuple:
         import torch
         from cellpose import transforms
-        from cellpose.train import _loss_fn_seg
 
-        for group in self.optimizer.param_groups:
-            group["lr"] = lr
-        np.random.seed(self.params.seed * 100003 + epoch)  # cellpose's augmentation draws from np.random
-        rng = np.random.default_rng((self.params.seed, epoch))
-        self.net.train()
-        total, n = 0.0, 0
-        for k in range(0, len(order), self.params.batch_size):
-            inds = order[k : k + self.params.batch_size]
-            imgi, lbl = transforms.random_rotate_and_resize(
-                [self.X[i] for i in inds],
-                Y=[self.Y[i] for i in inds],
-                rescale=self._rescale(self.diams[inds]),
-                scale_range=0.5,
-                xy=(self.bsize, self.bsize),
-            )[:2]
-            for j in range(len(imgi)):
-                imgi[j, 0] = intensity(imgi[j, 0], rng, self.aug)
-            y = self.net(torch.from_numpy(imgi).to(self.device))[0]
-            loss = _loss_fn_seg(lbl, y, self.device)
-            self.optimizer.zero_grad()
-            loss.backward()
-            self.optimizer.step()
-            total += loss.item() * len(inds)
-            n += len(inds)
-        return total / max(n, 1)
-
-    def val_loss(self) -> float:
-        import torch
-        from cellpose.train import _loss_fn_seg
-
-        imgi, lbl = self._val
-        self.net.eval()
-        with torch.no_grad():
-            loss = _loss_fn_seg(lbl, self.net(torch.from_numpy(imgi).to(self.device))[0], self.device).item()
-        return float(loss)
-
-    def segmenter(self) -> Segmenter:
-        return CellposeSegmenter(self.net, self.device, self.config)
-
-    def save(self, folder: Path) -> None:
-        import torch
-
-        (folder / "cellpose").mkdir(parents=True, exist_ok=True)
-        torch.save(self.net.state_dict(), folder / "cellpose" / "weights.pt")
-        (folder / "cellpose" / "config.json").write_text(json.dumps(self.config, indent=2) + "\n")
-
-    def restore(self, folder: Path) -> None:
-        self.net.load_state_dict(_load_state(folder / "cellpose" / "weights.pt"))
-
-    def finish(self, folder: Path, val: list) -> dict:
-        """Pick cellpose's cell-probability threshold on the validation patches (flow threshold stays 0.4)."""
-        from csrefiner.models.training import validation_scores
-
-        scores = {}
-        for t in (-1.0, -0.5, 0.0, 0.5, 1.0):
-            self.config["cellprob_threshold"] = t
-            scores[t] = validation_scores(self.segmenter(), val)["f1"]
-        best = max(scores, key=lambda t: (scores[t], -abs(t)))
-        self.config["cellprob_threshold"] = best
-        (folder / "cellpose" / "config.json").write_text(json.dumps(self.config, indent=2) + "\n")
-        return {
-            "thresholds": {
-                "cellprob_threshold": best,
-                "flow_threshold": self.config["flow_threshold"],
-                "validation_f1_by_cellprob_threshold": {str(k): v for k, v in scores.items()},
-            }
-        }
+        imgi, lbl = transforms.random_rotate_and_resize(
+            [self.X[i] for i in inds],
+            Y=[self.Y[i] for i in inds],
+            rescale=self._rescale(self.diams[inds]),
+            scale_range=0.5,
+            xy=(self.bsize, self.bsize),
+        )[:2]
+        for j in range(len(imgi)):
+            imgi[j, 0] = intensity(imgi[j, 0], rng, self.aug)
+        return torch.from_numpy(imgi).to(self.device), lbl
 
     def describe(self) -> dict:
         return {
             "network": "CPnet",
             "nbase": self.config["nbase"],
             "bsize": self.bsize,
-            "device": str(self.device),
-            "parameters": int(sum(p.numel() for p in self.net.parameters())),
+            **self._size(),
             "augmentation": "cellpose random_rotate_and_resize (any-angle rotation, flips, scale 0.75-1.25) "
             "+ intensity jitter",
         }
 
 
-class CellposeBackend(Backend):
+class CellposeBackend(common.CellposeFamilyBackend):
     name = "cellpose"
     option_specs = (
         Option("nbase", "ints", DEFAULT_NBASE, "CPnet widths; the first must be 2, the last 256", scratch=True),
@@ -270,6 +193,8 @@ class CellposeBackend(Backend):
     requires = ("cellpose", "torch")
     default_lr = (5e-3, 5e-4)  # AdamW, as cellpose's train_seg (scratch); 10x lower to fine-tune
     known_names = BUILTIN
+    load_state = staticmethod(_load_state)
+    segmenter_class = CellposeSegmenter
 
     def find_pretrained(self, spec: str) -> Pretrained:
         path = Path(spec).expanduser()
@@ -280,18 +205,15 @@ class CellposeBackend(Backend):
             raise CsrefinerError(
                 f"{spec}: no such cellpose model file; give a cellpose 3 weights file or a name like cyto3"
             )
-        file = model_dir() / BUILTIN_FILES.get(spec, spec)
+        file = common.model_dir() / BUILTIN_FILES.get(spec, spec)
         if file.is_file():
             return Pretrained(spec, file)
-        known = ", ".join(BUILTIN)
-        raise CsrefinerError(
-            f"cellpose model '{spec}' is not on this machine (nothing is downloaded at run time): put the file "
-            f"'{file.name}' ({MODEL_URL}/{file.name}) into {file.parent} (CELLPOSE_LOCAL_MODELS_PATH), or give its "
-            f"path; built-in names: {known}"
+        raise common.not_on_this_machine(
+            f"cellpose model '{spec}'", file, MODEL_URL, f"; built-in names: {', '.join(BUILTIN)}"
         )
 
     def local_models(self) -> list[LocalModel]:
-        folder = model_dir()
+        folder = common.model_dir()
         files = {f: n for n, f in BUILTIN_FILES.items()}
         return (
             [
@@ -305,53 +227,42 @@ class CellposeBackend(Backend):
 
     def cache_hint(self) -> str:
         return (
-            f"put cellpose 3 model files (e.g. cyto3 from {MODEL_URL}/cyto3) into {model_dir()} "
+            f"put cellpose 3 model files (e.g. cyto3 from {MODEL_URL}/cyto3) into {common.model_dir()} "
             "(CELLPOSE_LOCAL_MODELS_PATH)"
         )
 
-    def _net_and_config(self, source: Pretrained, params: TrainParams):
-        from csrefiner.models.device import torch_device
+    def _scratch_config(self, opts, params: TrainParams) -> dict:
+        nbase = list(opts["nbase"])
+        if nbase[0] != 2 or nbase[-1] != 256:
+            raise CsrefinerError(f"--option nbase={params.options.get('nbase')}: cellpose 3 needs 2,...,256")
+        diam_mean = 30.0 if opts["diam_mean"] is None else opts["diam_mean"]  # `trainer` sets it from the data
+        return {"nbase": nbase, "diam_mean": diam_mean}
 
-        device = torch_device(params.device)
-        opts = self.option_values(params.options)
-        if source.folder:
-            config = read_model_json(source.path / "cellpose" / "config.json", what="cellpose config")
-            state = _load_state(source.path / "cellpose" / "weights.pt")
-        elif source.scratch:
-            nbase = list(opts["nbase"])
-            if nbase[0] != 2 or nbase[-1] != 256:
-                raise CsrefinerError(f"--option nbase={params.options.get('nbase')}: cellpose 3 needs 2,...,256")
-            diam_mean = 30.0 if opts["diam_mean"] is None else opts["diam_mean"]  # `trainer` sets it from the data
-            config, state = {"nbase": nbase, "diam_mean": diam_mean}, None
-        else:
-            state = _load_state(source.path)
-            diam = state.get("diam_mean")
-            builtin_nuclei = source.path.name == BUILTIN_FILES["nuclei"]
-            config = {
-                "nbase": nbase_of(state),
-                "diam_mean": 17.0
-                if builtin_nuclei
-                else float(diam[0])
-                if diam is not None and float(diam[0]) > 0
-                else 30.0,
-            }
-            labels = state.get("diam_labels")
-            config["diam_labels"] = (
-                float(labels[0]) if labels is not None and float(labels[0]) > 0 else config["diam_mean"]
-            )
+    def _file_config(self, source: Pretrained, state: dict) -> dict:
+        diam = state.get("diam_mean")
+        builtin_nuclei = source.path.name == BUILTIN_FILES["nuclei"]
+        config = {
+            "nbase": nbase_of(state),
+            "diam_mean": 17.0
+            if builtin_nuclei
+            else float(diam[0])
+            if diam is not None and float(diam[0]) > 0
+            else 30.0,
+        }
+        labels = state.get("diam_labels")
+        config["diam_labels"] = float(labels[0]) if labels is not None and float(labels[0]) > 0 else config["diam_mean"]
+        return config
+
+    def _complete(self, config: dict, state: dict | None) -> None:
         config.setdefault("diam_labels", config["diam_mean"])
-        config.setdefault("flow_threshold", 0.4)
-        config.setdefault("cellprob_threshold", 0.0)
-        config["stain"] = config.get("stain", params.stain) if source.folder else params.stain
+
+    def _network(self, config: dict, opts, params: TrainParams, device, fresh: bool):
         if opts["diameter"] is not None:
             config["diameter"] = opts["diameter"]
-        net = build_net(config["nbase"], config["diam_mean"], device)
-        if state is not None:
-            try:
-                net.load_state_dict(state)
-            except RuntimeError as exc:
-                raise CsrefinerError(f"{source.path}: weights do not fit a CPnet {config['nbase']} ({exc})") from exc
-        return net, device, config
+        return build_net(config["nbase"], config["diam_mean"], device)
+
+    def _network_name(self, config: dict) -> str:
+        return f"a CPnet {config['nbase']}"
 
     def trainer(self, base: Pretrained, params: TrainParams, train: list, val: list) -> Trainer:
         if base.scratch and "diam_mean" not in params.options:
@@ -361,12 +272,8 @@ class CellposeBackend(Backend):
             params.options["diam_mean"] = round(
                 float(np.mean([diameters(s.labels.astype(np.int32))[0] for s in train])), 1
             )
-        net, device, config = self._net_and_config(base, params)
+        net, device, config = self._net_and_config(base, params, for_training=True)
         return CellposeTrainer(net, device, config, train, val, params)
-
-    def load(self, source: Pretrained, params: TrainParams) -> Segmenter:
-        net, device, config = self._net_and_config(source, params)
-        return CellposeSegmenter(net, device, config)
 
 
 BACKEND = CellposeBackend()

@@ -34,19 +34,18 @@ define the two op schemas (torchvision's own signatures, no kernels) and import 
 
 from __future__ import annotations
 
-import json
-import os
 import sys
 from pathlib import Path
 
 import numpy as np
 
 from csrefiner.errors import CsrefinerError
-from csrefiner.models.augment import Augment, intensity
-from csrefiner.models.base import Backend, LocalModel, Pretrained, Segmenter, Trainer, TrainParams
-from csrefiner.models.card import read_model_json
+from csrefiner.models.augment import intensity
+from csrefiner.models.backends import cellpose_common as common
+from csrefiner.models.base import LocalModel, Pretrained, Trainer, TrainParams
 from csrefiner.models.data import grey
 from csrefiner.models.options import Option, OptionValues
+from csrefiner.models.seeding import seeded
 
 MODEL_URL = "https://huggingface.co/mouseland/cellpose-sam/resolve/main"
 BUILTIN = ("cpsam_v2", "cpsam")  # cellpose 4's file names in its model folder
@@ -69,12 +68,6 @@ CP3_NAMES = (
 PRESETS = {"vit_l": (1024, 24, 16, 256), "vit_b": (768, 12, 12, 256), "tiny": (96, 2, 3, 64)}
 PATCH = 8  # CPSAM's token size in pixels
 _TV_SCHEMAS = []  # keeps the torchvision op schemas alive (a torch.library.Library unregisters when collected)
-
-
-def model_dir() -> Path:
-    """cellpose's own model folder (what cellpose.models.MODEL_DIR resolves to)."""
-    env = os.environ.get("CELLPOSE_LOCAL_MODELS_PATH")
-    return Path(env) if env else Path.home() / ".cellpose" / "models"
 
 
 def _import_torchvision() -> None:
@@ -115,12 +108,7 @@ def cellpose4():
 
 def load_state(path: Path) -> dict:
     """A cellpose 4 state dict, with a clear error for cellpose 3, CPDINO or foreign files."""
-    import torch
-
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-    except Exception as exc:  # torch raises many types for a damaged or foreign file
-        raise CsrefinerError(f"{path}: not a readable cellpose model file ({type(exc).__name__}: {exc})") from exc
+    state = common.read_state(path, mmap=True)
     if not isinstance(state, dict):
         raise CsrefinerError(f"{path}: not a network state dict; give a cellpose 4 (Cellpose-SAM) model file")
     state = {k.removeprefix("module."): v for k, v in state.items()}
@@ -236,26 +224,20 @@ def _three_channels(image: np.ndarray, stain: str) -> np.ndarray:
     return np.stack([g, np.zeros_like(g), np.zeros_like(g)]).astype(np.float32)
 
 
-class CpsamSegmenter(Segmenter):
+class CpsamSegmenter(common.CellposeFamilySegmenter):
     def __init__(self, net, device, config: dict):
-        self.config, self.net = config, net
+        super().__init__(net, config)
         self.model = _cellpose_model(net, device, config["arch"])
 
-    def predict(self, image: np.ndarray) -> np.ndarray:
-        x = _three_channels(image, self.config.get("stain", "ss"))
-        was_training = self.net.training
-        masks = self.model.eval(
-            x,
-            channel_axis=0,
-            batch_size=int(self.config.get("batch_size", 8)),
-            normalize=True,
-            diameter=self.config.get("diameter"),
-            bsize=self.config["arch"]["bsize"],
-            flow_threshold=self.config["flow_threshold"],
-            cellprob_threshold=self.config["cellprob_threshold"],
-        )[0]
-        self.net.train(was_training)
-        return np.asarray(masks).astype(np.uint32)
+    def _input(self, image: np.ndarray) -> np.ndarray:
+        return _three_channels(image, self.config.get("stain", "ss"))
+
+    def _eval_args(self) -> dict:
+        return {
+            "channel_axis": 0,
+            "batch_size": int(self.config.get("batch_size", 8)),
+            "bsize": self.config["arch"]["bsize"],
+        }
 
     def describe(self) -> dict:
         return {k: self.config[k] for k in ("flow_threshold", "cellprob_threshold")} | {
@@ -273,18 +255,20 @@ def _inputs(samples: list, stain: str, device) -> tuple[list[np.ndarray], list[n
     return [np.ascontiguousarray(x, dtype=np.float32) for x in xs], [f[1:].astype(np.float32) for f in flows], diams
 
 
-class CpsamTrainer(Trainer):
+class CpsamTrainer(common.CellposeFamilyTrainer):
+    name = "cpsam"
+    load_state = staticmethod(load_state)
+    segmenter_class = CpsamSegmenter
+
     def __init__(self, net, device, config: dict, train: list, val: list, params: TrainParams, repeats: int = 1):
         import torch
 
-        self.net, self.device, self.config, self.params = net, device, config, params
-        self.aug = Augment()
+        super().__init__(net, device, config, params)
         self.bsize = config["arch"]["bsize"]
         # random crops per patch per epoch: a 128 px tile of a larger patch is a fresh view each time
         self.repeats = max(1, repeats)
         self.X, self.Y, diams = _inputs(train, params.stain, device)
-        self.config["diam_labels"] = float(np.maximum(diams, 5.0).mean())  # as train_seg records it
-        net.diam_labels.data = torch.tensor([self.config["diam_labels"]], dtype=torch.float32).to(device)
+        self._set_diam_labels(float(np.maximum(diams, 5.0).mean()))  # as train_seg records it
         self.optimizer = torch.optim.AdamW(net.parameters(), lr=1e-5, weight_decay=float(config["weight_decay"]))
         self._val = self._fixed_val(val)
 
@@ -302,97 +286,35 @@ class CpsamTrainer(Trainer):
 
     def _fixed_val(self, val: list):
         xs, ys, _ = _inputs(val, self.params.stain, self.device)
-        state = np.random.get_state()
-        np.random.seed(42)  # one fixed crop/rotation per validation patch
-        out = self._augment(xs, ys, 0.0)
-        np.random.set_state(state)
-        return out
+        with seeded(42):  # one fixed crop/rotation per validation patch
+            return self._augment(xs, ys, 0.0)
+
+    def _batch(self, inds: np.ndarray, rng: np.random.Generator) -> tuple:
+        import torch
+
+        imgi, lbl = self._augment([self.X[i] for i in inds], [self.Y[i] for i in inds], 0.5)
+        for j in range(len(imgi)):
+            jit = intensity(imgi[j, 0].cpu().numpy(), rng, self.aug)
+            imgi[j, 0] = torch.from_numpy(jit).to(self.device)
+        return imgi, lbl
 
     def train_epoch(self, order: np.ndarray, lr: float, epoch: int) -> float:
         import torch
-        from cellpose.train import _loss_fn_seg
 
-        for group in self.optimizer.param_groups:
-            group["lr"] = lr
-        np.random.seed(self.params.seed * 100003 + epoch)  # cellpose's augmentation draws from np.random
         torch.manual_seed(self.params.seed * 100003 + epoch)  # CPSAM's random layer drop
-        rng = np.random.default_rng((self.params.seed, epoch))
-        self.net.train()
-        total, n = 0.0, 0
-        order = np.tile(order, self.repeats)
-        for k in range(0, len(order), self.params.batch_size):
-            inds = order[k : k + self.params.batch_size]
-            imgi, lbl = self._augment([self.X[i] for i in inds], [self.Y[i] for i in inds], 0.5)
-            for j in range(len(imgi)):
-                jit = intensity(imgi[j, 0].cpu().numpy(), rng, self.aug)
-                imgi[j, 0] = torch.from_numpy(jit).to(self.device)
-            loss = _loss_fn_seg(lbl, self.net(imgi)[0], self.device)
-            self.optimizer.zero_grad()
-            loss.backward()
-            self.optimizer.step()
-            total += loss.item() * len(inds)
-            n += len(inds)
-        return total / max(n, 1)
-
-    def val_loss(self) -> float:
-        import torch
-        from cellpose.train import _loss_fn_seg
-
-        imgi, lbl = self._val
-        was_training = self.net.training
-        self.net.eval()
-        with torch.no_grad():
-            loss = _loss_fn_seg(lbl, self.net(imgi)[0], self.device).item()
-        self.net.train(was_training)
-        return float(loss)
-
-    def segmenter(self) -> Segmenter:
-        return CpsamSegmenter(self.net, self.device, self.config)
-
-    def _write_config(self, folder: Path) -> None:
-        (folder / "cpsam" / "config.json").write_text(json.dumps(self.config, indent=2) + "\n")
-
-    def save(self, folder: Path) -> None:
-        import torch
-
-        (folder / "cpsam").mkdir(parents=True, exist_ok=True)
-        torch.save(self.net.state_dict(), folder / "cpsam" / "weights.pt")
-        self._write_config(folder)
-
-    def restore(self, folder: Path) -> None:
-        self.net.load_state_dict(load_state(folder / "cpsam" / "weights.pt"), strict=True)
-
-    def finish(self, folder: Path, val: list) -> dict:
-        """Pick the cell-probability threshold on the validation patches (flow threshold stays 0.4)."""
-        from csrefiner.models.training import validation_scores
-
-        scores = {}
-        for t in (-1.0, -0.5, 0.0, 0.5, 1.0):
-            self.config["cellprob_threshold"] = t
-            scores[t] = validation_scores(self.segmenter(), val)["f1"]
-        best = max(scores, key=lambda t: (scores[t], -abs(t)))
-        self.config["cellprob_threshold"] = best
-        self._write_config(folder)
-        return {
-            "thresholds": {
-                "cellprob_threshold": best,
-                "flow_threshold": self.config["flow_threshold"],
-                "validation_f1_by_cellprob_threshold": {str(k): v for k, v in scores.items()},
-            }
-        }
+        return super().train_epoch(np.tile(order, self.repeats), lr, epoch)
 
     def describe(self) -> dict:
         return {
             "network": self.config["network"],
             **self.config["arch"],
-            "device": str(self.device),
-            "parameters": int(sum(p.numel() for p in self.net.parameters())),
+            **self._size(),
             "augmentation": "cellpose 4 random_rotate_and_resize (any-angle rotation, flips, scale 0.75-1.25) "
             "+ intensity jitter",
         }
 
 
-class CpsamBackend(Backend):
+class CpsamBackend(common.CellposeFamilyBackend):
     name = "cpsam"
     option_specs = (
         Option(
@@ -426,6 +348,8 @@ class CpsamBackend(Backend):
     requires = ("cellpose", "torch", "segment_anything")
     default_lr = (3e-4, 1e-5)  # scratch (small test networks); fine-tune: cellpose 4's train_seg default
     known_names = BUILTIN
+    load_state = staticmethod(load_state)
+    segmenter_class = CpsamSegmenter
 
     def check_installed(self) -> None:
         """cellpose 4 first (the usual mistake is running in the cellpose 3 environment), then the rest."""
@@ -458,40 +382,31 @@ class CpsamBackend(Backend):
                 f"{spec}: no such cellpose 4 model file or name (cellpose would fall back to downloading cpsam); "
                 f"give a cellpose 4 weights file, a csrefiner cpsam model folder, or one of {', '.join(BUILTIN)}"
             )
-        file = model_dir() / spec
+        file = common.model_dir() / spec
         if file.is_file():
             load_state(file)
             return Pretrained(spec, file)
-        raise CsrefinerError(
-            f"Cellpose-SAM model '{spec}' is not on this machine (nothing is downloaded at run time): put the file "
-            f"'{spec}' ({MODEL_URL}/{spec}) into {file.parent} (CELLPOSE_LOCAL_MODELS_PATH), or give its path"
-        )
+        raise common.not_on_this_machine(f"Cellpose-SAM model '{spec}'", file, MODEL_URL)
 
     def local_models(self) -> list[LocalModel]:
-        folder = model_dir()
+        folder = common.model_dir()
         return [
             LocalModel(self.name, n, folder / n, "Cellpose-SAM (cellpose 4)") for n in BUILTIN if (folder / n).is_file()
         ]
 
     def cache_hint(self) -> str:
         return (
-            f"put Cellpose-SAM files (cpsam_v2 or cpsam from {MODEL_URL}/) into {model_dir()} "
+            f"put Cellpose-SAM files (cpsam_v2 or cpsam from {MODEL_URL}/) into {common.model_dir()} "
             "(CELLPOSE_LOCAL_MODELS_PATH)"
         )
 
-    def _net_and_config(self, source: Pretrained, params: TrainParams, for_training: bool):
-        from csrefiner.models.device import torch_device
+    def _scratch_config(self, opts: OptionValues, params: TrainParams) -> dict:
+        return {"arch": scratch_arch(opts)}
 
-        device = torch_device(params.device)
-        opts = self.option_values(params.options)
-        if source.folder:
-            config = read_model_json(source.path / "cpsam" / "config.json", what="cpsam config")
-            state = load_state(source.path / "cpsam" / "weights.pt")
-        elif source.scratch:
-            config, state = {"arch": scratch_arch(opts)}, None
-        else:
-            state = load_state(source.path)
-            config = {}
+    def _file_config(self, source: Pretrained, state: dict) -> dict:
+        return {}  # the architecture is read from the weights (`_complete`), the rest defaults
+
+    def _complete(self, config: dict, state: dict | None) -> None:
         if state is not None:
             config["arch"] = arch_of(state)
         config["network"] = (
@@ -499,36 +414,31 @@ class CpsamBackend(Backend):
             if is_cpsam(config["arch"])
             else "CPSAM-style ViT, csrefiner-sized (not pretrained Cellpose-SAM)"
         )
-        config.setdefault("flow_threshold", 0.4)
-        config.setdefault("cellprob_threshold", 0.0)
-        config["stain"] = config.get("stain", params.stain) if source.folder else params.stain
+
+    def _network(self, config: dict, opts: OptionValues, params: TrainParams, device, fresh: bool):
         config["weight_decay"] = float(opts.over(config, "weight_decay"))
         for key in ("diameter", "batch_size"):
             if opts[key] is not None:
                 config[key] = opts[key]
-        if state is None:
+        if fresh:
             __import__("torch").manual_seed(params.seed)  # a reproducible random initialisation
         net = build_net(config["arch"], device)
         rdrop = opts.over(config, "rdrop")  # CPSAM's layer drop (0.4); kept by fine-tunes
         if rdrop is not None:  # a 2-block network learns faster without it
             net.rdrop = config["rdrop"] = float(rdrop)
-        if state is not None:
-            try:
-                net.load_state_dict(state, strict=True)  # cellpose's own load_model is strict=False
-            except RuntimeError as exc:
-                raise CsrefinerError(f"{source.path}: weights do not fit the network {config['arch']} ({exc})") from exc
+        return net
+
+    def _network_name(self, config: dict) -> str:
+        return f"the network {config['arch']}"
+
+    def _ready(self, net, opts: OptionValues, device, for_training: bool) -> None:
         if not for_training and device.type == "cuda" and opts["bfloat16"] != 0:
             net.dtype = __import__("torch").bfloat16  # cellpose 4's default on GPU; on CPU bfloat16 is ~14x slower
         net.train(False)
-        return net, device, config
 
     def trainer(self, base: Pretrained, params: TrainParams, train: list, val: list) -> Trainer:
         net, device, config = self._net_and_config(base, params, for_training=True)
         return CpsamTrainer(net, device, config, train, val, params, self.option_values(params.options)["repeats"])
-
-    def load(self, source: Pretrained, params: TrainParams) -> Segmenter:
-        net, device, config = self._net_and_config(source, params, for_training=False)
-        return CpsamSegmenter(net, device, config)
 
 
 BACKEND = CpsamBackend()

@@ -25,6 +25,7 @@ import contextlib
 import functools
 import io
 import json
+import logging
 import math
 import os
 from pathlib import Path
@@ -37,6 +38,9 @@ from csrefiner.models.base import Backend, LocalModel, Pretrained, Segmenter, Tr
 from csrefiner.models.card import read_model_json
 from csrefiner.models.data import grey, percentile_normalize
 from csrefiner.models.options import Option
+from csrefiner.models.seeding import seeded
+
+log = logging.getLogger(__name__)
 
 SUBDIR = "stardist"
 WEIGHTS = "weights_best.h5"
@@ -281,18 +285,16 @@ class StarDistTrainer(Trainer):
     def _fixed_val(self, val: list):
         """One crop per validation patch, drawn once with a fixed seed, never augmented."""
         X = [model_input(s.image, self.prep["stain"], self.model.config.n_channel_in) for s in val]
-        state = np.random.get_state()
-        np.random.seed(self.params.seed + 12345)
-        data = ordered_data(
-            X,
-            [s.labels.astype(np.int32) for s in val],
-            np.arange(len(val)),
-            batch_size=len(val),
-            length=1,
-            **self._data_kwargs(),
-        )
-        (x,), y = data[0]
-        np.random.set_state(state)
+        with seeded(self.params.seed + 12345):
+            data = ordered_data(
+                X,
+                [s.labels.astype(np.int32) for s in val],
+                np.arange(len(val)),
+                batch_size=len(val),
+                length=1,
+                **self._data_kwargs(),
+            )
+            (x,), y = data[0]
         return x, list(y)
 
     def train_epoch(self, order: np.ndarray, lr: float, epoch: int) -> float:
@@ -366,6 +368,7 @@ class StarDistTrainer(Trainer):
                 predict_kwargs={"show_tile_progress": False},
                 optimize_kwargs={"measure": "f1", "verbose": 0},
             )
+        log.info("thresholds on the validation patches: prob %.3f, nms %.2f", opt["prob"], opt["nms"])
         save_json(
             {"prob": float(opt["prob"]), "nms": float(opt["nms"])}, str(Path(folder) / SUBDIR / "thresholds.json")
         )

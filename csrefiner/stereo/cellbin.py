@@ -30,8 +30,9 @@ from csrefiner.stereo.geometry import (
     with_neighbour_rows,
 )
 from csrefiner.stereo.maskbands import MaskBands
+from csrefiner.stereo.matrix import open_matrix
 from csrefiner.stereo.prefetch import Background
-from csrefiner.stereo.source import CHUNK_ROWS, MatrixSource, open_matrix
+from csrefiner.stereo.source import CHUNK_ROWS, MatrixSource
 
 
 @dataclass

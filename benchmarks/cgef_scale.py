@@ -7,6 +7,7 @@ zlib TIFF like `stitch` writes. The label under any pixel is a formula, so the G
 chip, in random order) get their truth per chunk without any mask in memory.
 
     python benchmarks/cgef_scale.py --side 8192 --side 16384 [--records-per-px 0.15] [--workdir /tmp/cgef-scale]
+    python benchmarks/cgef_scale.py --size 40000x60000      # a whole 2 x 3 cm chip (~3.3 GB GEM, ~5 GB spill)
 
 `run_cgef_case(side_y, side_x, records_per_px, workdir) -> dict` is the entry point for other benchmarks.
 """
@@ -245,12 +246,14 @@ def run_cgef_case(side_y: int, side_x: int, records_per_px: float, workdir: str 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--side", type=int, action="append", help="square chip side in px (repeatable)")
+    parser.add_argument("--size", action="append", default=[], help="HxW chip in px, e.g. 40000x60000 (repeatable)")
     parser.add_argument("--records-per-px", type=float, default=0.15)
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/csrefiner-cgef-scale"))
     args = parser.parse_args()
     rows = []
-    for side in args.side or [8192]:
-        row = run_cgef_case(side, side, args.records_per_px, args.workdir)
+    shapes = [(side, side) for side in args.side or []] + [tuple(map(int, size.split("x"))) for size in args.size]
+    for side_y, side_x in shapes or [(8192, 8192)]:
+        row = run_cgef_case(side_y, side_x, args.records_per_px, args.workdir)
         rows.append(row)
         print(json.dumps(row), flush=True)
     (args.workdir / "cgef_scale.json").write_text(json.dumps(rows, indent=1))

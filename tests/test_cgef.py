@@ -610,3 +610,83 @@ def test_no_record_on_any_cell_is_a_frame_error(tmp_path):
         cgef(gem, mask, tmp_path / "off.gef")
     assert "\n" not in str(err.value)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["off.gem"]
+
+
+# ---------------------------------------------------------------- chunked writing and lean border state
+
+
+def test_gef_written_in_tiny_chunks_has_the_same_bytes(tmp_path, monkeypatch):
+    """The entry datasets (cellExp, geneExp and the exon ones) are written a chunk of entries and a range of
+    genes at a time; chunks of a few entries must give the bytes of one whole write."""
+    import csrefiner.stereo.cgef_chunks as chunks
+    import csrefiner.stereo.cgef_writer as writer
+
+    bench = scale_bench()
+    bench.GENES = 50
+    chip = bench.DiscChip(300, 400, spacing=40)
+    yy, xx = np.mgrid[0:300, 0:400]
+    chip.write_gem(tmp_path / "chip.gem.gz", 20_000, exon=True, near_cells=0.5)
+    m = build_cellbin(tmp_path / "chip.gem.gz", chip.labels_at(yy, xx), block_size=64)
+    assert m.exon is not None and m.gene.size > 500
+    writer.write_cgef(m, tmp_path / "whole.gef")
+    for module, name, value in ((chunks, "ENTRY_CHUNK", 37), (writer, "ENTRY_CHUNK", 37), (writer, "CELL_CHUNK", 5)):
+        monkeypatch.setattr(module, name, value)
+    assert len(list(chunks.gene_ranges(np.bincount(m.gene), chunks.ENTRY_CHUNK))) > 5
+    writer.write_cgef(m, tmp_path / "chunked.gef")
+    assert (tmp_path / "chunked.gef").read_bytes() == (tmp_path / "whole.gef").read_bytes()
+
+
+def star_reference(cx, cy, bands):
+    """The border search with a uint32 score per (cell, sector), as it was before the score was derived from
+    the kept offsets: the oracle for saturated (far) offsets."""
+    from csrefiner.stereo.geometry import BORDER_POINTS
+
+    best = np.zeros((cx.size, BORDER_POINTS), np.uint32)
+    border = np.zeros((cx.size, BORDER_POINTS, 2), np.int64)
+    for cells, ys, xs in bands:
+        picks = {}  # inside a band: the farthest point per (cell, sector), the first one on a tie
+        for c, y, x in zip(cells.tolist(), ys.tolist(), xs.tolist()):
+            dx, dy = x - int(cx[c - 1]), y - int(cy[c - 1])
+            sector = int((np.arctan2(dy, dx) + np.pi) * (BORDER_POINTS / (2 * np.pi)))
+            key = (c - 1, BORDER_POINTS - 1 - min(max(sector, 0), BORDER_POINTS - 1))
+            if key not in picks or dx * dx + dy * dy > picks[key][0]:
+                picks[key] = (dx * dx + dy * dy, dx, dy)
+        for key, (d2, dx, dy) in picks.items():  # across bands: a saturated score keeps the earlier pick
+            score = min(d2 + 1, np.iinfo(np.uint32).max)
+            if score > best[key]:
+                best[key] = score
+                border[key] = np.clip([dx, dy], -BORDER_PAD, BORDER_PAD)
+    return best > 0, border
+
+
+def test_star_border_picks_equal_the_scored_search_even_for_far_points():
+    """Picks come from exact squared distances also when an offset does not fit int16 (kept aside): a far
+    saturated pick is replaced only by a farther point, and a cell left with one is refused."""
+    from csrefiner.stereo.geometry import StarBorder
+
+    rng = np.random.default_rng(5)
+    cx, cy = np.array([0, 100, 50_000]), np.array([0, 100, 50_000])
+    bands = []
+    for scale in (20, 40_000, 60_000, 30, 45_000):
+        cells = rng.integers(1, 4, 400)
+        ys = rng.integers(-scale, scale + 1, 400) + cy[cells - 1]
+        xs = rng.integers(-scale, scale + 1, 400) + cx[cells - 1]
+        bands.append((cells, ys, xs))
+    star = StarBorder(cx, cy)
+    for band in bands:
+        star.add(*band)
+    present, border = star_reference(cx, cy, bands)
+    assert np.array_equal(star.border[..., 0] != -32768, present)
+    assert np.array_equal(star.border[present], border[present])
+    assert star._far  # the far picks were exercised
+    with pytest.raises(CsrefinerError, match="more than 32,766 pixels"):
+        star.result()
+    near = StarBorder(cx[:2], cy[:2])
+    small = [(c[c < 3], y[c < 3], x[c < 3]) for c, y, x in bands[:1] + bands[3:4]]
+    for band in small:
+        near.add(*band)
+    present, border = star_reference(cx[:2], cy[:2], small)
+    out = near.result()
+    for i in range(2):
+        assert np.array_equal(out[i][: present[i].sum()], border[i][present[i]])
+        assert (out[i][present[i].sum() :] == BORDER_PAD).all()

@@ -164,8 +164,8 @@ class Aggregator:
         self.close_band = close_band  # by GEF position
         self.exon = exon
         n = gef_pos.size
-        self.genes_per_cell = np.zeros(n, np.int64)
-        self.dnb = np.zeros(n + 1, np.int64)  # by compact id
+        self.genes_per_cell = np.zeros(n, np.int32)  # <= genes per cell
+        self.dnb = np.zeros(n + 1, np.int32)  # by compact id; <= the cell's area
         self.dnbs = 0
         self.background_records = 0
         self.background_count = 0
@@ -191,7 +191,7 @@ class Aggregator:
         self.in_cells += inside.size
         self.background_records += pix.size - inside.size
         self.background_count += int(count.sum(dtype=np.int64)) - int(kept.sum(dtype=np.int64))
-        pos = self.gef_pos[cell.take(inside).astype(np.int64) - 1]
+        pos = self.gef_pos[cell.take(inside).astype(np.int64) - 1].astype(np.int64)
         keys = pos * self.genes + self.gene_rank[rec["gene"].take(inside)]
         values = [kept] + ([rec["exon"].take(inside)] if self.exon else [])
         keys, sums = fold(

@@ -30,8 +30,9 @@ from csrefiner.stereo.geometry import (
     with_neighbour_rows,
 )
 from csrefiner.stereo.maskbands import MaskBands
+from csrefiner.stereo.matrix import open_matrix
 from csrefiner.stereo.prefetch import Background
-from csrefiner.stereo.source import CHUNK_ROWS, MatrixSource, open_matrix
+from csrefiner.stereo.source import CHUNK_ROWS, MatrixSource
 
 
 @dataclass
@@ -187,17 +188,19 @@ def _assemble(src, bands: MaskBands, labels: LabelSet, geo: Geometry, buckets: B
     """Pass 3: borders, and the records of each band joined with that band of the mask."""
     n = labels.values.size
     order, block_index = block_order(geo, labels.values, bands.shape, block)
-    gef_pos = np.empty(n, np.int64)
+    gef_pos = np.empty(n, np.int32 if n < 2**31 else np.int64)  # per-cell state: the narrowest type that fits
     gef_pos[order] = np.arange(n)
     rank_gene, gene_ids, gene_names = _gene_order(src)
-    close_band = bands.band_of(geo.bbox[:, 3])[order]
+    close_band = bands.band_of(geo.bbox[:, 3])[order].astype(np.int32)
+    geo.bbox = None  # done with: the close bands say when each cell's entries are final
     agg = Aggregator(spill / "entries", gef_pos, rank_gene, close_band, buckets.exon)
     star = StarBorder(geo.cx, geo.cy)
     try:
         for r0, c, above, below in with_neighbour_rows(bands.bands("cgef: borders and counts"), labels.compact):
             star.add(*band_boundary(c, r0, above, below))
             agg.add_band(r0 // bands.rows, c, buckets.read(r0 // bands.rows))
-        border = star.result()
+        border = star.result()[order]  # in GEF order before the entries are read in, so never both at once
+        del star, gef_pos, close_band
         if buckets.records and not agg.in_cells:
             raise _no_cell_hit(src, buckets, bands)
         indptr, gene, count, exon = agg.result()
@@ -222,8 +225,8 @@ def _assemble(src, bands: MaskBands, labels: LabelSet, geo: Geometry, buckets: B
         x=geo.cx[order] + src.offset_x,
         y=geo.cy[order] + src.offset_y,
         area=geo.area[order],
-        dnb_count=dnb[order],
-        border=border[order],
+        dnb_count=dnb[order].astype(np.int64),
+        border=border,
         indptr=indptr,
         gene=gene,
         count=count,

@@ -13,6 +13,15 @@ from csrefiner.errors import CsrefinerError
 from csrefiner.io import atomic_path
 from csrefiner.io.isolated import write_in_child
 from csrefiner.stereo.cellbin import CellBinMatrix
+from csrefiner.stereo.cgef_chunks import (
+    ENTRY_CHUNK,
+    create,
+    gene_major,
+    gene_max,
+    row_sums,
+    spans,
+    write_cell_major,
+)
 from csrefiner.stereo.geometry import BORDER_PAD
 
 CELL_DTYPE = np.dtype(
@@ -43,7 +52,7 @@ GENE_DTYPE = np.dtype(
 GENE_EXP_DTYPE = np.dtype([("cellID", "<u4"), ("count", "<u2")])
 GEFTOOL_VERSION = (1, 3, 3)  # the layout version written (gefpy/geftools 1.3.3)
 U2, U4 = np.iinfo(np.uint16).max, np.iinfo(np.uint32).max
-ENTRY_CHUNK = 1 << 22  # entries per step when reordering by gene: bounds the temporaries
+CELL_CHUNK = 1 << 16  # cells per step when measuring the borders
 
 
 def _one(value, dtype) -> np.ndarray:
@@ -61,15 +70,6 @@ def _summary_attrs(dset, columns: dict[str, np.ndarray]) -> None:
         dset.attrs[f"median{name}"] = _one(np.median(values) if values.size else 0, np.float32)
         dset.attrs[f"min{name}"] = _one(values.min() if values.size else 0, np.uint32)
         dset.attrs[f"max{name}"] = _one(values.max() if values.size else 0, np.uint32)
-
-
-def row_sums(indptr: np.ndarray, values: np.ndarray) -> np.ndarray:
-    """Exact int64 sum of each CSR row; rows without entries sum to 0."""
-    sums = np.zeros(indptr.size - 1, np.int64)
-    full = np.flatnonzero(np.diff(indptr) > 0)
-    if full.size:
-        sums[full] = np.add.reduceat(values, indptr[full], dtype=np.int64)
-    return sums
 
 
 def _cells(m: CellBinMatrix) -> np.ndarray:
@@ -90,54 +90,77 @@ def _genes(m: CellBinMatrix) -> np.ndarray:
     genes = np.zeros(g, GENE_DTYPE)
     genes["geneID"] = [s.encode("utf-8") for s in m.gene_ids]
     genes["geneName"] = [s.encode("utf-8")[:64] for s in m.gene_names]
-    per_gene = np.bincount(m.gene, minlength=g)
+    per_gene = entries_per_gene(m)
     genes["offset"] = np.r_[0, np.cumsum(per_gene)[:-1]]
     genes["cellCount"] = per_gene
     genes["expCount"] = np.minimum(gene_sums(m, m.count), U4)
-    top = np.zeros(g, np.int64)
-    np.maximum.at(top, m.gene, m.count)
-    genes["maxMIDcount"] = np.minimum(top, U2)
+    genes["maxMIDcount"] = np.minimum(gene_max(m.gene, m.count, g), U2)
     return genes
+
+
+def entries_per_gene(m: CellBinMatrix) -> np.ndarray:
+    per_gene = np.zeros(m.n_genes, np.int64)
+    for e0, e1 in spans(m.gene.size, ENTRY_CHUNK):
+        per_gene += np.bincount(m.gene[e0:e1], minlength=m.n_genes)
+    return per_gene
 
 
 def gene_sums(m: CellBinMatrix, values: np.ndarray) -> np.ndarray:
     """Sum of `values` per gene as float64 (exact for integer sums below 2^53), in bounded chunks."""
     total = np.zeros(m.n_genes, np.float64)
-    for e0 in range(0, values.size, ENTRY_CHUNK):
-        total += np.bincount(m.gene[e0 : e0 + ENTRY_CHUNK], weights=values[e0 : e0 + ENTRY_CHUNK], minlength=m.n_genes)
+    for e0, e1 in spans(values.size, ENTRY_CHUNK):
+        total += np.bincount(m.gene[e0:e1], weights=values[e0:e1], minlength=m.n_genes)
     return total
 
 
-def gene_major(m: CellBinMatrix, columns: list[np.ndarray], per_gene: np.ndarray) -> list[np.ndarray]:
-    """The entries reordered by gene (cells ascending inside a gene): [cell ids] + the given columns, each
-    placed by a counting sort over bounded chunks instead of an argsort of all entries."""
-    cursor = np.r_[0, np.cumsum(per_gene)[:-1]].astype(np.int64)
-    out = [np.empty(m.gene.size, np.uint32)] + [np.empty(m.gene.size, c.dtype) for c in columns]
-    for e0 in range(0, m.gene.size, ENTRY_CHUNK):
-        e1 = min(e0 + ENTRY_CHUNK, m.gene.size)
-        g = m.gene[e0:e1]
-        order = np.argsort(g, kind="stable")
-        gs = g[order]
-        dest = cursor[gs] + (np.arange(gs.size) - np.searchsorted(gs, gs, side="left"))
-        cells = np.searchsorted(m.indptr, np.arange(e0, e1), side="right") - 1
-        for target, source in zip(out, [cells] + [c[e0:e1] for c in columns]):
-            target[dest] = source[order]
-        cursor += np.bincount(g, minlength=cursor.size)
-    return out
+def _top16(values: np.ndarray) -> np.ndarray:
+    """The largest value clipped to uint16, as the maxCount/maxExon attributes hold it."""
+    return _one(min(int(values.max(initial=0)), U2), np.uint16)
 
 
-def _exon(grp, m: CellBinMatrix, exon16: np.ndarray, gene_exon16: np.ndarray) -> None:
+def _border_extent(m: CellBinMatrix) -> dict[str, int]:
+    """min/max of the absolute border points (chip frame), a chunk of cells at a time."""
+    lo, hi = [np.iinfo(np.int64).max] * 2, [np.iinfo(np.int64).min] * 2
+    for c0, c1 in spans(m.n_cells, CELL_CHUNK):
+        part = m.border[c0:c1]
+        valid = part[..., 0] != BORDER_PAD
+        for axis, centre in enumerate((m.x[c0:c1], m.y[c0:c1])):
+            points = (part[..., axis].astype(np.int64) + centre[:, None])[valid]
+            if points.size:
+                lo[axis], hi[axis] = min(lo[axis], int(points.min())), max(hi[axis], int(points.max()))
+    if hi[0] < lo[0]:
+        return {"minX": 0, "minY": 0, "maxX": 0, "maxY": 0}
+    return {"minX": lo[0], "minY": lo[1], "maxX": hi[0], "maxY": hi[1]}
+
+
+def _write_gene_major(grp, name: str, m: CellBinMatrix, values: np.ndarray, per_gene: np.ndarray, dtype):
+    """geneExp (compound: cellID + count) or geneExpExon (uint16), a range of genes at a time."""
+    ds = create(grp, name, m.gene.size, dtype)
+    compound = dtype.names is not None
+    for start, cells, values16 in gene_major(m.gene, m.indptr, values, per_gene, cells=compound):
+        if compound:
+            buf = np.zeros(values16.size, dtype)
+            buf["cellID"], buf["count"] = cells, values16
+            values16 = buf
+        ds[start : start + values16.size] = values16
+    return ds
+
+
+def _exon(grp, m: CellBinMatrix, per_gene: np.ndarray) -> None:
     """cellExon / cellExpExon / geneExon / geneExpExon as gefpy writes them from exon counts."""
     cell_exon = np.minimum(row_sums(m.indptr, m.exon), U2).astype(np.uint16)
     ds = grp.create_dataset("cellExon", data=cell_exon)
     ds.attrs["maxExon"] = _one(cell_exon.max(initial=0), np.uint16)
     ds.attrs["minExon"] = _one(cell_exon.min() if cell_exon.size else 0, np.uint16)
-    grp.create_dataset("cellExpExon", data=exon16).attrs["maxExon"] = _one(exon16.max(initial=0), np.uint16)
+    ds = create(grp, "cellExpExon", m.exon.size, np.uint16)
+    write_cell_major(ds, {None: m.exon}, m.exon.size)
+    ds.attrs["maxExon"] = _top16(m.exon)
     gene_exon = np.minimum(gene_sums(m, m.exon), U4).astype(np.uint32)
     ds = grp.create_dataset("geneExon", data=gene_exon)
     ds.attrs["maxExon"] = _one(gene_exon.max(initial=0), np.uint32)
     ds.attrs["minExon"] = _one(gene_exon.min() if gene_exon.size else 0, np.uint32)
-    grp.create_dataset("geneExpExon", data=gene_exon16).attrs["maxExon"] = _one(gene_exon16.max(initial=0), np.uint16)
+    ds = _write_gene_major(grp, "geneExpExon", m, m.exon, per_gene, np.dtype(np.uint16))
+    ds.attrs["maxExon"] = _top16(m.exon)
 
 
 def write_cgef(m: CellBinMatrix, path: str | os.PathLike, force: bool = False, attrs: dict | None = None) -> Path:
@@ -148,14 +171,10 @@ def write_cgef(m: CellBinMatrix, path: str | os.PathLike, force: bool = False, a
 
     if m.indptr[-1] > U4:
         raise CsrefinerError(f"{path}: {m.indptr[-1]:,} non-zero entries exceed what a cell-bin GEF indexes (uint32)")
-    count16 = np.minimum(m.count, U2).astype(np.uint16)  # the format stores uint16; larger sums are clipped
     cell = _cells(m)
     genes = _genes(m)
-    exon16 = None if m.exon is None else np.minimum(m.exon, U2).astype(np.uint16)
-    by_gene = gene_major(m, [count16] + ([exon16] if exon16 is not None else []), genes["cellCount"])
-    valid = m.border[..., 0] != BORDER_PAD
-    bx = (m.border[..., 0].astype(np.int64) + m.x[:, None])[valid]
-    by = (m.border[..., 1].astype(np.int64) + m.y[:, None])[valid]
+    per_gene = genes["cellCount"].astype(np.int64)
+    border_extent = _border_extent(m)
 
     def fill(tmp: Path) -> None:
         with h5py.File(tmp, "w") as f:
@@ -189,38 +208,29 @@ def write_cgef(m: CellBinMatrix, path: str | os.PathLike, force: bool = False, a
                 ds.attrs[f"min{name}"] = _one(values.min(), np.int32)
                 ds.attrs[f"max{name}"] = _one(values.max(), np.int32)
 
-            cell_exp = np.zeros(m.gene.size, CELL_EXP_DTYPE)
-            cell_exp["geneID"], cell_exp["count"] = m.gene, count16
-            grp.create_dataset("cellExp", data=cell_exp).attrs["maxCount"] = _one(count16.max(initial=0), np.uint16)
-            del cell_exp
+            ds = create(grp, "cellExp", m.gene.size, CELL_EXP_DTYPE)
+            write_cell_major(ds, {"geneID": m.gene, "count": m.count}, m.gene.size)
+            ds.attrs["maxCount"] = _top16(m.count)
 
             ds = grp.create_dataset("gene", data=genes)
             for k, c in (("CellCount", "cellCount"), ("ExpCount", "expCount")):
                 ds.attrs[f"min{k}"] = _one(genes[c].min() if genes.size else 0, np.uint32)
                 ds.attrs[f"max{k}"] = _one(genes[c].max(initial=0), np.uint32)
 
-            gene_exp = np.zeros(m.gene.size, GENE_EXP_DTYPE)
-            gene_exp["cellID"], gene_exp["count"] = by_gene[0], by_gene[1]
-            by_gene[:2] = [None, None]
-            grp.create_dataset("geneExp", data=gene_exp).attrs["maxCount"] = _one(count16.max(initial=0), np.uint16)
-            del gene_exp
+            ds = _write_gene_major(grp, "geneExp", m, m.count, per_gene, GENE_EXP_DTYPE)
+            ds.attrs["maxCount"] = _top16(m.count)
 
             ds = grp.create_dataset("cellBorder", data=m.border)
-            for name, values, reduce in (
-                ("minX", bx, np.min),
-                ("minY", by, np.min),
-                ("maxX", bx, np.max),
-                ("maxY", by, np.max),
-            ):
-                ds.attrs[name] = _one(reduce(values) if values.size else 0, np.int32)
+            for name, value in border_extent.items():
+                ds.attrs[name] = _one(value, np.int32)
 
             bw, bh = m.block_size
             grp.create_dataset("blockSize", data=np.array([bw, bh, -(-m.width // bw), -(-m.height // bh)], np.uint32))
             grp.create_dataset("blockIndex", data=m.block_index.astype(np.uint32))
             grp.create_dataset("cellTypeList", data=np.array([b"default"], dtype="S32"))
             grp.create_dataset("label", data=m.label.astype(np.uint32))
-            if exon16 is not None:
-                _exon(grp, m, exon16, by_gene[2])
+            if m.exon is not None:
+                _exon(grp, m, per_gene)
         if attrs:  # a second opening, as the layout has always been written (byte-identical outputs)
             with h5py.File(tmp, "r+") as f:
                 for key, value in attrs.items():

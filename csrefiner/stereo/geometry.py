@@ -16,6 +16,8 @@ from csrefiner.errors import CsrefinerError
 
 BORDER_POINTS = 32
 BORDER_PAD = 32767  # int16 filler after the last border point, as gefpy writes
+NO_POINT = -32768  # a sector without a pick yet (picked offsets are clipped to +-BORDER_PAD)
+SCORE_MAX = np.iinfo(np.uint32).max  # squared distance + 1 saturates here, as a uint32 score did
 STRIP_PIXELS = 1 << 20  # bounds the float64 temporaries to ~8 MB each
 DENSE_LABELS = 1 << 25  # label values up to this use lookup tables indexed by label (4 B per value)
 
@@ -111,6 +113,7 @@ def with_neighbour_rows(bands, compact):
     pending, above = None, None
     for r0, _, band in bands:
         c = compact(band)
+        del band  # only the compact ids are held while the band is used
         if pending is not None:
             yield pending[0], pending[1], above, c[0]
             above = pending[1][-1].copy()
@@ -167,14 +170,16 @@ class StarBorder:
     """Pass 3: <= 32-point border per cell, the farthest boundary pixel from the centre in each 11.25 degree
     sector, in order of decreasing angle (gefpy's orientation); ties go to the first pixel in row-major order.
     Exact for cells that are star-shaped around their centre (nuclei, most cells); a deeply concave cell gets
-    the outline of its visible-from-centre part. State: squared distance (+1, saturating; 0 = none) and offsets
-    (int16, saturating: an offset that does not fit is an error at the end) per cell and sector."""
+    the outline of its visible-from-centre part. State: the picked offsets only (int16 per cell and sector,
+    NO_POINT where none; 128 B per cell): a pick's distance is recomputed from its offsets. An offset that does
+    not fit int16 is stored saturated (an error at the end unless a farther pick replaces it) and its true
+    squared distance kept aside, so the picks are those of exact distances."""
 
     def __init__(self, cx: np.ndarray, cy: np.ndarray):
         n = cx.size
         self.cx, self.cy = cx, cy
-        self.best = np.zeros((n, BORDER_POINTS), np.uint32)
-        self.border = np.zeros((n, BORDER_POINTS, 2), np.int16)
+        self.border = np.full((n, BORDER_POINTS, 2), NO_POINT, np.int16)
+        self._far: dict[int, int] = {}  # (cell, sector) -> score of a saturated pick
 
     def add(self, cells: np.ndarray, ys: np.ndarray, xs: np.ndarray) -> None:
         if not cells.size:
@@ -189,21 +194,36 @@ class StarBorder:
         key = group[order]
         pick = order[np.flatnonzero(np.r_[True, key[1:] != key[:-1]])]
         g = group[pick]
-        score = np.minimum(d2[pick] + 1, np.iinfo(np.uint32).max).astype(np.uint32)
-        best = self.best.reshape(-1)
-        better = score > best[g]  # strictly: an earlier band keeps a tie
-        g, pick = g[better], pick[better]
-        best[g] = score[better]
+        score = np.minimum(d2[pick] + 1, SCORE_MAX)
+        better = score > self._scores(g)  # strictly: an earlier band keeps a tie
+        g, pick, score = g[better], pick[better], score[better]
         flat = self.border.reshape(-1, 2)
         flat[g, 0] = np.clip(dx[pick], -BORDER_PAD, BORDER_PAD)
         flat[g, 1] = np.clip(dy[pick], -BORDER_PAD, BORDER_PAD)
+        self._keep_far(g, score, (np.abs(dx[pick]) > BORDER_PAD) | (np.abs(dy[pick]) > BORDER_PAD))
+
+    def _scores(self, g: np.ndarray) -> np.ndarray:
+        """Squared distance + 1 of the current pick of each (cell, sector) group, 0 where there is none."""
+        old = self.border.reshape(-1, 2)[g].astype(np.int64)
+        scores = np.where(old[:, 0] == NO_POINT, 0, old[:, 0] ** 2 + old[:, 1] ** 2 + 1)
+        if self._far:
+            for i in np.flatnonzero(np.isin(g, np.fromiter(self._far, np.int64))):
+                scores[i] = self._far[int(g[i])]
+        return scores
+
+    def _keep_far(self, g: np.ndarray, score: np.ndarray, saturated: np.ndarray) -> None:
+        if self._far:
+            for i in g[~saturated].tolist():
+                self._far.pop(i, None)
+        for i, s in zip(g[saturated].tolist(), score[saturated].tolist()):
+            self._far[i] = s
 
     def result(self) -> np.ndarray:
         """(N, 32, 2) int16: the picked points packed to the front in sector order, padded with 32767."""
         border = self.border
         for c0 in range(0, border.shape[0], 1 << 16):
-            present = self.best[c0 : c0 + (1 << 16)] > 0
             part = border[c0 : c0 + (1 << 16)]
+            present = part[..., 0] != NO_POINT
             if np.abs(part[present].astype(np.int64)).max(initial=0) >= BORDER_PAD:
                 raise CsrefinerError(
                     "a cell spans more than 32,766 pixels from its centre; the mask is not a cell segmentation"
@@ -213,7 +233,7 @@ class StarBorder:
             values = part[rows, cols]
             part[...] = BORDER_PAD
             part[rows, rank] = values
-        self.best = None
+        self._far = {}
         return border
 
 

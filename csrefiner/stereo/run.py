@@ -14,6 +14,8 @@ from csrefiner.io.frames import resolve_pixel_size, stereo_pixel_size
 from csrefiner.stereo.cellbin import CellBinMatrix, build_cellbin
 from csrefiner.stereo.source import CHUNK_ROWS
 
+OVERVIEW_PIXELS = 1 << 24  # largest mask level coloured into the h5ad's image (a preview is far smaller)
+
 
 def cgef(
     matrix: str | os.PathLike,
@@ -43,7 +45,9 @@ def cgef(
         raise CsrefinerError(f"--block-size {block_size}: must be a positive number of pixels")
     out.resolve().parent.mkdir(parents=True, exist_ok=True)
     um = resolve_pixel_size(pixel_size_um, None if isinstance(mask, np.ndarray) else mask)
-    lowres = read_image(lowres_image) if lowres_image is not None else _overview(mask)
+    lowres = None
+    if h5ad is not None:  # only the AnnData carries an image
+        lowres = read_image(lowres_image) if lowres_image is not None else _overview(mask)
     m = build_cellbin(matrix, mask, block_size=block_size, chunk_rows=chunk_rows, workdir=out.resolve().parent)
     um = um or stereo_pixel_size(m.resolution)
     with atomic_path(out, force=force) as tmp:
@@ -56,7 +60,8 @@ def cgef(
 
 
 def _overview(mask) -> np.ndarray | None:
-    """Without a preview, the mask's smallest pyramid level coloured per cell (what `stitch --preview` draws)."""
+    """Without a preview, the mask's smallest pyramid level coloured per cell (what `stitch --preview` draws);
+    none when that level is still chip-sized (a mask without a pyramid): colouring it would cost ~50 B per pixel."""
     if isinstance(mask, np.ndarray):
         return None
     import tifffile
@@ -65,7 +70,10 @@ def _overview(mask) -> np.ndarray | None:
 
     try:
         with tifffile.TiffFile(mask) as tif:
-            return label_colours(np.squeeze(tif.series[0].levels[-1].asarray()))
+            level = tif.series[0].levels[-1]
+            if np.prod(level.shape) > OVERVIEW_PIXELS:
+                return None
+            return label_colours(np.squeeze(level.asarray()))
     except Exception:  # not a TIFF pyramid: the h5ad simply has no image; cgef reports the mask's own errors
         return None
 

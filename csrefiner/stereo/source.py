@@ -15,7 +15,6 @@ import numpy as np
 
 from csrefiner.errors import CsrefinerError
 
-HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
 CHUNK_ROWS = 500_000  # records per chunk: ~50 MB while parsing, whatever the file size
 
 
@@ -80,19 +79,3 @@ class MatrixSource(Protocol):
 
     def declared_extent(self) -> tuple[int, int, int, int] | None:
         """(minX, minY, maxX, maxY) when the file states it up front (GEF), else None."""
-
-
-def open_matrix(path: str | Path, chunk_rows: int = CHUNK_ROWS) -> MatrixSource:
-    """A GEM (.gem, .gem.gz, tab or comma separated) or a bin1 GEF/BGEF, told apart by content not by name."""
-    path = Path(path)
-    if not path.is_file():
-        raise CsrefinerError(f"{path}: no such file; give a GEM (.gem/.gem.gz) or a bin1 GEF (.gef)")
-    with open(path, "rb") as fh:
-        head = fh.read(8)
-    if head == HDF5_MAGIC:
-        from csrefiner.stereo.bgef import BgefSource
-
-        return BgefSource(path, chunk_rows=chunk_rows)
-    from csrefiner.stereo.gem import GemSource
-
-    return GemSource(path, chunk_rows=chunk_rows)

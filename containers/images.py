@@ -11,8 +11,6 @@ containers/build.sh and tests/test_containers.py use it. Standard library only (
 python3 before any venv exists).
 """
 
-from __future__ import annotations
-
 import re
 import sys
 import tomllib

@@ -1,25 +1,29 @@
 #!/usr/bin/env bash
-# Build the pipeline's container images, named and tagged as conf/containers.config says (containers/images.py).
+# Build the pipeline's container images, named and tagged as conf/containers.config says, each from the one
+# containers/Dockerfile with its family's arguments (containers/images.py holds both).
 #
 #   containers/build.sh [--gpu] [FAMILY...]     public build: BASE = python slim image, packages from PyPI
 #   containers/build.sh --offline [FAMILY...]   no registry pulls: a Debian base made with debootstrap and
 #                                               `docker import`, wheels built on the host and installed with
 #                                               --no-index (what `make test-containers` and CI use)
+#   --gpu            CUDA builds of the family's framework (torch from PyPI, tensorflow[and-cuda])
+#   --dry-run        print the docker build commands; needs no Docker daemon and builds nothing
 #   --setup-docker   install docker.io + debootstrap (apt) and start dockerd when no daemon answers (root only)
 #
 # Cache (reused by later runs on the same machine): $CSREFINER_CONTAINER_CACHE, default ~/.cache/csrefiner-containers
 #   base-<suite>.tar   the debootstrapped root file system       wheels/<family>-<hash>/   the wheelhouses
-# and Docker's own layer cache: the dependency layer is rebuilt only when pyproject.toml/constraints.txt change.
+# and Docker's own layer cache: the dependency layer is rebuilt only when pyproject.toml or the pins change.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-OFFLINE=0 GPU=0 SETUP=0 FAMILIES=()
+OFFLINE=0 GPU=0 SETUP=0 DRY=0 FAMILIES=()
 for arg in "$@"; do
     case "$arg" in
         --offline) OFFLINE=1 ;;
         --gpu) GPU=1 ;;
         --setup-docker) SETUP=1 ;;
-        -h|--help) sed -n '2,12p' "$0"; exit 0 ;;
+        --dry-run) DRY=1 ;;
+        -h|--help) sed -n '2,15p' "$0"; exit 0 ;;
         -*) echo "unknown option $arg" >&2; exit 2 ;;
         *) FAMILIES+=("$arg") ;;
     esac
@@ -63,20 +67,17 @@ local_base() {  # a minimal Debian with python3 + venv + ps, imported into docke
         --change 'CMD ["/bin/bash"]' "$tar" "$LOCAL_BASE" >/dev/null
 }
 
-extra_of() { case "$1" in base) echo cgef ;; *) echo "$1" ;; esac; }
-
 wheelhouse() {  # wheels for one family's dependencies (built here, so sdists need no compiler in the image)
-    local family=$1 extra key dir
-    extra=$(extra_of "$family")
-    local pins=constraints.txt  # a family that cannot share the main pins has its own (cpsam: cellpose 4)
-    [ -f "constraints-$family.txt" ] && pins="constraints-$family.txt"
-    key=$(cat pyproject.toml "$pins" | sha256sum | cut -c1-12)
+    local family=$1 pins key dir
+    pins=$("$PYTHON" containers/images.py constraints "$family")
+    # keyed on what the family installs, so unrelated pyproject.toml edits keep its wheels
+    key=$({ "$PYTHON" containers/images.py requirements "$family"; cat "$pins"; } | sha256sum | cut -c1-12)
     dir="$CACHE/wheels/$family-$key"
+    if [ "$DRY" = 1 ]; then echo "$dir"; return; fi
     if [ ! -f "$dir/.complete" ]; then
-        log "wheelhouse for $family ([$extra]) -> $dir"
+        log "wheelhouse for $family -> $dir"
         rm -rf "$dir" && mkdir -p "$dir"
-        "$PYTHON" -c "import tomllib; p = tomllib.load(open('pyproject.toml', 'rb'))['project']; \
-print('\n'.join(p['dependencies'] + p['optional-dependencies']['$extra']))" >"$dir/requirements.txt"
+        "$PYTHON" containers/images.py requirements "$family" >"$dir/requirements.txt"
         "$PYTHON" -m pip wheel --quiet --disable-pip-version-check -w "$dir" -c "$pins" \
             -r "$dir/requirements.txt" "setuptools>=68" wheel
         touch "$dir/.complete"
@@ -85,29 +86,36 @@ print('\n'.join(p['dependencies'] + p['optional-dependencies']['$extra']))" >"$d
 }
 
 build() {
-    local family=$1 ref=$2
-    local args=(-f "containers/$family/Dockerfile" -t "$ref" --build-arg "GPU=$GPU")
-    rm -rf .whl && mkdir .whl
+    local family=$1 ref=$2 family_args wh=""
+    mapfile -t family_args < <("$PYTHON" containers/images.py args "$family")
+    local args=(-f containers/Dockerfile "${family_args[@]}" --build-arg "GPU=$GPU" -t "$ref")
     if [ "$OFFLINE" = 1 ]; then
-        local wh
         wh=$(wheelhouse "$family")
-        cp -l "$wh"/*.whl .whl/ 2>/dev/null || cp "$wh"/*.whl .whl/
         args+=(--network none --build-arg "BASE=$LOCAL_BASE" --build-arg "PIP_ARGS=--no-index --find-links /wheels")
     fi
+    if [ "$DRY" = 1 ]; then
+        [ -n "$wh" ] && echo "# .whl/ <- $wh/*.whl"
+        printf '%q ' docker build "${args[@]}" . && echo
+        return
+    fi
+    rm -rf .whl && mkdir .whl
+    [ -n "$wh" ] && { cp -l "$wh"/*.whl .whl/ 2>/dev/null || cp "$wh"/*.whl .whl/; }
     log "docker build $ref ($family)"
     docker build --quiet "${args[@]}" . >/dev/null
     rm -rf .whl
 }
 
-[ "$SETUP" = 1 ] && setup_docker
-docker info >/dev/null 2>&1 || { echo "no Docker daemon answers; run with --setup-docker (as root) or start one" >&2; exit 1; }
-[ "$OFFLINE" = 1 ] && local_base
+if [ "$DRY" = 0 ]; then
+    [ "$SETUP" = 1 ] && setup_docker
+    docker info >/dev/null 2>&1 || { echo "no Docker daemon answers; run with --setup-docker (as root) or start one" >&2; exit 1; }
+    [ "$OFFLINE" = 1 ] && local_base
+fi
 
 mapfile -t LINES < <("$PYTHON" containers/images.py)
 for line in "${LINES[@]}"; do
     family=${line%% *} ref=${line#* }
     if [ ${#FAMILIES[@]} -eq 0 ] || [[ " ${FAMILIES[*]} " == *" $family "* ]]; then
         build "$family" "$ref"
-        echo "$ref"
+        [ "$DRY" = 1 ] || echo "$ref"
     fi
 done

@@ -27,7 +27,6 @@ FILES = [
     rf.DOCS,
     rf.PYPROJECT,
     rf.IMAGES,
-    *(f"containers/{p.parent.name}/Dockerfile" for p in (REPO / "containers").glob("*/Dockerfile")),
 ]
 
 
@@ -99,7 +98,7 @@ def test_check_names_each_drift_and_write_repairs_the_generated_ones(tmp_path):
     _edit(schema, '"default": "csrefiner/cpsam:0.1.0"', '"default": "csrefiner/cpsam:0.0.9"')
     _edit(root / rf.DOCS, "| `cpsam_v2` |", "| `cpsam` |")  # docs
     _edit(root / rf.IMAGES, '"cellvit": ["synth", "finetune", "segment"]', '"cellvit": ["synth", "segment"]')
-    (root / "containers" / "cpsam" / "Dockerfile").unlink()
+    _edit(root / rf.IMAGES, '"cpsam": Family(', '"cpsam_renamed": Family(')
     problems = rf.check(root)
     report = "\n".join(problems)
 
@@ -114,7 +113,7 @@ def test_check_names_each_drift_and_write_repairs_the_generated_ones(tmp_path):
     assert has(rf.SCHEMA, "container_cpsam default", "0.0.9"), report
     assert has(rf.DOCS, "default pretrained of cpsam is `cpsam`"), report
     assert has(rf.IMAGES, "STEPS['cellvit'] lacks finetune"), report
-    assert has("containers/cpsam/Dockerfile is missing"), report
+    assert has(rf.IMAGES, "FAMILIES lacks 'cpsam'"), report
     assert len(problems) == 9, report
 
     rf.write(root)

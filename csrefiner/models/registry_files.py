@@ -7,7 +7,7 @@ Generated from the table (`--write` rewrites them, `--check` names every differe
 - `nextflow_schema.json`: the `--models` pattern.
 Checked only (hand-written text around the facts; `--check` lists what to fix by hand):
 - every image a backend runs in has its `container_<image>` param (conf/containers.config, with the same default in
-  nextflow_schema.json), its `containers/<image>/Dockerfile` and its steps in `containers/images.py`;
+  nextflow_schema.json), its row (`FAMILIES`) and its steps in `containers/images.py`;
 - the image installs the backend's pip extra (containers/build.sh installs the extra named after the image), and
   pyproject.toml has that extra;
 - the backend table of docs/backends.md: one row per backend, its extra, image and default pretrained model.
@@ -179,18 +179,18 @@ def container_params(text: str) -> dict[str, str]:
 def check_images(repo: Path, config: str) -> list[str]:
     out = []
     params = container_params(config)
-    steps = {}
+    steps, families = {}, {}
     spec = importlib.util.spec_from_file_location("csrefiner_images", repo / IMAGES)
     if spec and (repo / IMAGES).is_file():
         module = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(module)
-        steps = module.STEPS
+        steps, families = module.STEPS, module.FAMILIES
     for image, names in image_groups().items():
         users = ", ".join(names)
         if image not in params:
             out.append(f"{CONTAINERS}: no container_{image} param, the image of {users}")
-        if not (repo / "containers" / image / "Dockerfile").is_file():
-            out.append(f"containers/{image}/Dockerfile is missing (the image of {users})")
+        if image not in families:
+            out.append(f"{IMAGES}: FAMILIES lacks '{image}' (the image of {users})")
         need = {"segment"} | ({"finetune"} if any(BACKENDS[n].trainable for n in names) else set())
         missing = sorted(need - set(steps.get(image, [])))
         if missing:

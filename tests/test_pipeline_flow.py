@@ -380,8 +380,8 @@ def same_masks(folder: Path, ref: Path) -> bool:
 
 
 def hyperparameters(model_dir: Path) -> dict:
-    card = json.loads((model_dir / "model.json").read_text())
-    return {"hyperparameters": card["hyperparameters"], "base_model": card["base_model"]["kind"]}
+    """What a model was trained with (its card): epochs planned and run, lr, batch size, seed, backend knobs."""
+    return json.loads((model_dir / "model.json").read_text())["hyperparameters"]
 
 
 def macro_f1(summary: Path) -> dict[str, float]:

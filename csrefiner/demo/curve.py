@@ -2,8 +2,8 @@
 
 For each budget b > 0: `suggest --top b` on the pool predictions the run already made (baseline + watershed),
 the simulated annotator, `finetune` from the baseline with the demo's options, `segment` + `evaluate` the
-held-out hard patches. Budget 0 is the baseline's score from the run's own evaluation. Writes curve/curve.csv and
-figures/learning_curve.png; the report shows both when they exist (the default demo writes neither).
+held-out hard patches. Budget 0 is the baseline's score from the run's own evaluation. Writes curve/curve.csv;
+report.py draws figures/learning_curve.png from it and shows both (the default demo writes neither).
 """
 
 from __future__ import annotations

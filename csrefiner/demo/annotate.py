@@ -14,6 +14,7 @@ import numpy as np
 from skimage.segmentation import relabel_sequential
 
 from csrefiner.demo import layout as L
+from csrefiner.demo.data import read_spec
 from csrefiner.errors import CsrefinerError
 from csrefiner.io import atomic_dir, parse_coords, read_image, read_labels, safe_name, write_labels
 
@@ -86,8 +87,6 @@ def annotate(
 
 def annotate_from_data(suggested: Path, data_dir: Path, out: Path, force: bool = False) -> dict:
     """`demo annotate`: the suggested patches, with the ground truth of the `demo data` folder's slide."""
-    from csrefiner.demo.data import read_spec
-
     data_dir = Path(data_dir)
     spec = read_spec(data_dir)
     gt, slide = data_dir / Path(L.SLIDE_GT).name, data_dir / Path(L.SLIDE_IMAGE).name

@@ -243,3 +243,32 @@ def test_step_options_become_the_library_calls_arguments(tmp_path):
             parse(bad)
     with pytest.raises(TypeError, match="no_such_option"):
         tile(tmp_path / "slide.tif", tmp_path / "tiles", "--tile-size 256 --no-such-option 1")
+
+
+def demo_imports() -> dict[str, set[str]]:
+    """csrefiner/demo module -> the csrefiner/demo modules it imports (at any level, lazy imports included)."""
+    import ast
+    from pathlib import Path
+
+    folder = Path(__file__).resolve().parents[1] / "csrefiner" / "demo"
+    names = {p.stem for p in folder.glob("*.py")}
+    graph = {}
+    for name in names:
+        deps = set()
+        for node in ast.walk(ast.parse((folder / f"{name}.py").read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module == "csrefiner.demo":
+                deps |= {a.name if a.name in names else "__init__" for a in node.names}
+            elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("csrefiner.demo."):
+                deps.add(node.module.split(".")[2])
+        graph[name] = deps - {name}
+    return graph
+
+
+def test_demo_modules_import_no_cycle():
+    graph = demo_imports()
+    assert "summary" in graph["flow"] and "flow" not in graph["summary"]  # the check sees lazy imports too
+
+    def reaches(start: str, goal: str, seen: set) -> bool:
+        return any(d == goal or (d not in seen and reaches(d, goal, seen | {d})) for d in graph.get(start, ()))
+
+    assert not [m for m in graph if reaches(m, m, {m})]

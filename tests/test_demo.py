@@ -1,7 +1,8 @@
 """`csrefiner demo run --quick` end to end: the fine-tuned model beats its baseline on held-out hard patches, every
 artefact exists and opens, and the HTML report shows exactly the numbers of summary.json.
 
-One reduced run (module fixture, through the real CLI) serves every test; ~3-4 min on an idle 2-core CPU.
+One reduced run (through the real CLI, tests/demo_run.py) serves every test here and the pipeline flow test of
+-profile test (tests/test_pipeline_flow.py); ~3-4 min on an idle 2-core CPU.
 """
 
 from __future__ import annotations
@@ -25,24 +26,11 @@ MIN_GAIN = 0.10
 
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory):
-    from conftest import run_cli
+    """The session's one `demo run --quick` (tests/demo_run.py), also checked task by task by the flow test."""
+    from demo_run import demo_run
 
-    out = tmp_path_factory.mktemp("demo") / "run"
-    proc = run_cli(
-        "demo",
-        "run",
-        "--quick",
-        "--out",
-        out,
-        "--seed",
-        "0",
-        "--models",
-        "cellpose,no_such_backend",
-        "--pretrained",
-        "scratch",
-    )
-    summary = json.loads((out / "summary.json").read_text())
-    return out, summary, proc.stdout
+    run = demo_run(tmp_path_factory)
+    return run.out, run.summary, run.stdout
 
 
 class Page(HTMLParser):
@@ -231,7 +219,7 @@ def test_demo_data_is_reproducible_and_annotate_checks_its_input(tmp_path):
 
 def test_baseline_is_a_cached_pretrained_model_when_there_is_one(tmp_path, monkeypatch):
     """--pretrained unset: the backend's default model if the local cache has it (nothing downloaded)."""
-    from csrefiner.demo.flow import cached_default, pretrained_for
+    from csrefiner.demo.backends import cached_default, pretrained_for
 
     monkeypatch.setenv("CELLPOSE_LOCAL_MODELS_PATH", str(tmp_path))
     assert cached_default("cellpose") is None  # empty cache: the demo trains its baseline
@@ -240,3 +228,47 @@ def test_baseline_is_a_cached_pretrained_model_when_there_is_one(tmp_path, monke
     assert pretrained_for(None, "cellpose") is None
     assert pretrained_for("cellpose:cyto3,stardist:scratch", "stardist") == "scratch"
     assert pretrained_for("nuclei", "cellpose") == "nuclei"
+
+
+def test_step_options_become_the_library_calls_arguments(tmp_path):
+    """`demo run` passes demo.json's options to the library calls as typed keyword arguments; an option a call
+    does not take fails there, not silently."""
+    from csrefiner.demo.calls import parse, tile
+    from csrefiner.errors import CsrefinerError
+
+    text = "--tile-size 256 --overlap 0 --name demo --iou 0.5 --option a=1 --option b=2,3"
+    assert parse(text) == {"tile_size": 256, "overlap": 0, "name": "demo", "iou": 0.5, "option": ["a=1", "b=2,3"]}
+    for bad in ("--seed", "--seed 1 --seed 2", "seed 1"):
+        with pytest.raises(CsrefinerError):
+            parse(bad)
+    with pytest.raises(TypeError, match="no_such_option"):
+        tile(tmp_path / "slide.tif", tmp_path / "tiles", "--tile-size 256 --no-such-option 1")
+
+
+def demo_imports() -> dict[str, set[str]]:
+    """csrefiner/demo module -> the csrefiner/demo modules it imports (at any level, lazy imports included)."""
+    import ast
+    from pathlib import Path
+
+    folder = Path(__file__).resolve().parents[1] / "csrefiner" / "demo"
+    names = {p.stem for p in folder.glob("*.py")}
+    graph = {}
+    for name in names:
+        deps = set()
+        for node in ast.walk(ast.parse((folder / f"{name}.py").read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module == "csrefiner.demo":
+                deps |= {a.name if a.name in names else "__init__" for a in node.names}
+            elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("csrefiner.demo."):
+                deps.add(node.module.split(".")[2])
+        graph[name] = deps - {name}
+    return graph
+
+
+def test_demo_modules_import_no_cycle():
+    graph = demo_imports()
+    assert "summary" in graph["flow"] and "flow" not in graph["summary"]  # the check sees lazy imports too
+
+    def reaches(start: str, goal: str, seen: set) -> bool:
+        return any(d == goal or (d not in seen and reaches(d, goal, seen | {d})) for d in graph.get(start, ()))
+
+    assert not [m for m in graph if reaches(m, m, {m})]

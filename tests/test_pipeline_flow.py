@@ -1,8 +1,11 @@
-"""The test profiles' whole flows without Nextflow: the modules' own script blocks, rendered with the profile's
-params and ext.args, run with bash in task folders, in the workflow's order, on the same generated data; every
-declared output must appear. -profile test is the demo (workflows/demo.nf), -profile test_models the samplesheet
-workflow (workflows/csrefiner.nf and subworkflows/local/); the wiring mirrored here: train/val split, tile
-batches, regrouping per slide, consensus inputs, the demo's options from data/demo.json and its report layout.
+"""The test profiles' flows without Nextflow: the modules' own script blocks, rendered with the profile's params
+and ext.args, run with bash in task folders, in the workflow's order; every declared output must appear.
+
+-profile test_models is the samplesheet workflow (workflows/csrefiner.nf and subworkflows/local/), run as a chain
+on generated data; the wiring mirrored here: train/val split, tile batches, regrouping per slide, consensus
+inputs. -profile test is the demo (workflows/demo.nf): its steps are checked against csrefiner/demo/steps.py, and
+each task runs on the files of the session's one `csrefiner demo run --quick` (tests/demo_run.py), with the
+options of its data/demo.json, and must give that run's outputs, so the demo runs end to end once.
 
 Steps whose `csrefiner` command is not in the app yet are skipped with a warning naming them, together with
 everything downstream; CSREFINER_FLOW_STRICT=1 (or STRICT below) turns a skip into a failure.
@@ -12,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 import warnings
 from pathlib import Path
@@ -21,6 +25,7 @@ import pytest
 import typer.main
 from nf_modules import (
     REPO,
+    aliases,
     ext_args,
     ext_prefixes,
     load_modules,
@@ -304,63 +309,168 @@ def demo_args(spec: dict, step: str, backend: str) -> str:
     return " ".join([spec["options"][step], spec["backend_options"][step].get(backend, "")]).strip()
 
 
-def test_demo_profile_flow(tmp_path):
-    """-profile test (workflows/demo.nf): the demo's steps as tasks, ending in the same report.html."""
+def workflow_calls(nf: Path) -> list[str]:
+    """The processes and subworkflows a workflow file calls (`NAME(` of an included name), in order."""
+    text = nf.read_text()
+    included = {
+        item.split(" as ")[-1].strip()
+        for names in re.findall(r"include\s*\{([^}]*)\}", text)
+        for item in names.split(";")
+    }
+    return [name for name in re.findall(r"^\s*([A-Z][A-Z_]*)\(", text, re.M) if name in included]
+
+
+def test_demo_steps_are_defined_once():
+    """csrefiner/demo/steps.py is the demo's one list of steps: workflows/demo.nf calls exactly its processes in
+    its order, `demo run` has exactly a runner per step, demo.json holds the options of exactly the steps that
+    have some, and every such option is one of the step's command (so the pipeline's task accepts it)."""
+    from csrefiner.demo import make_config
+    from csrefiner.demo.flow import RUNNERS
+    from csrefiner.demo.steps import STEPS, step_options
+
+    assert workflow_calls(REPO / "workflows" / "demo.nf") == [s.process for s in STEPS]
+    assert list(RUNNERS) == [s.name for s in STEPS]
+    options = step_options(make_config(quick=True))
+    assert list(options) == [s.name for s in STEPS if s.options]
+    modules = aliases()
+    commands = typer.main.get_command(app)
+    for s in STEPS:
+        if s.process in modules:  # SEGMENT_SLIDE is a subworkflow (tile, segment, stitch)
+            assert modules[s.process].replace("_", " ") == s.command, s
+        cmd = commands
+        for word in s.command.split():
+            cmd = cmd.commands[word]
+        known = {o for p in cmd.params for o in p.opts}
+        flags = {w for w in options.get(s.name, "").split() if w.startswith("--")}
+        assert flags <= known, (s.name, flags - known)
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+    """The session's one `demo run --quick` (tests/demo_run.py): the outputs every demo task must give."""
+    pytest.importorskip("cellpose")
+    from demo_run import demo_run
+
+    return demo_run(tmp_path_factory)
+
+
+def files(folder: Path, pattern: str, skip: tuple = ()) -> list[Path]:
+    return sorted(p.relative_to(folder) for p in folder.glob(pattern) if p.is_file() and p.name not in skip)
+
+
+def same_files(folder: Path, ref: Path, pattern: str = "**/*.tif", skip: tuple = ()) -> bool:
+    """The same files (relative names) with the same bytes."""
+    ours = files(folder, pattern, skip)
+    return (
+        bool(ours)
+        and ours == files(ref, pattern, skip)
+        and all((folder / f).read_bytes() == (ref / f).read_bytes() for f in ours)
+    )
+
+
+def mask_names(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.glob("*-mask.tif"))
+
+
+def same_masks(folder: Path, ref: Path) -> bool:
+    ours = mask_names(folder)
+    if not ours or ours != mask_names(ref):
+        return False
+    return all(np.array_equal(read_labels(folder / n), read_labels(ref / n)) for n in ours)
+
+
+def hyperparameters(model_dir: Path) -> dict:
+    """What a model was trained with (its card): epochs planned and run, lr, batch size, seed, backend knobs."""
+    return json.loads((model_dir / "model.json").read_text())["hyperparameters"]
+
+
+def macro_f1(summary: Path) -> dict[str, float]:
+    return {k: v["macro"]["f1"] for k, v in json.loads(summary.read_text())["methods"].items()}
+
+
+def test_demo_profile_flow(tmp_path, reference):
+    """-profile test (workflows/demo.nf): each demo step as its pipeline task, fed the files of the session's
+    `demo run` (the reference, tests/demo_run.py), gives that run's outputs (same options, same numbers), and
+    DEMO_REPORT over the tasks' outputs gives its report. The demo runs end to end once, in the reference."""
+    from csrefiner.demo import layout as L
     from csrefiner.demo.summary import best_model
 
+    ref = reference.out
     P = pipeline_params("test")
     flow = Flow(tmp_path, P)
     assert P["demo"] is True
     models = parse_models(P["models"])
     assert all(m["pretrained"] == "scratch" for m in models)
+    assert [m["id"] for m in models] == list(reference.summary["gain"])  # the reference ran the profile's models
 
-    # DEMO_DATA, and each step's options from its demo.json (meta.args)
+    # DEMO_DATA: the reference's data byte for byte, and each step's options (meta.args) from its demo.json
     data = flow.task("DEMO_DATA", "demo_data", {"id": "demo"}, {}, {})
     spec = json.loads(data["spec"][0].read_text())
     assert spec["config"]["quick"] and spec["config"]["tile"] == P["tile_size"]
+    ref_spec = json.loads((ref / L.DEMO_JSON).read_text())
+    for key in ("options", "backend_options", "data"):
+        assert spec[key] == ref_spec[key], key
+    run_only = ("models", "pretrained")  # `demo run` options that `demo data` does not take
+    assert {k: v for k, v in spec["config"].items() if k not in run_only} == {
+        k: v for k, v in ref_spec["config"].items() if k not in run_only
+    }
+    assert same_files(data["data"][0], ref / L.DATA, "**/*", skip=(Path(L.DEMO_JSON).name,))
 
-    # baselines on the easy block
+    def ref_tifs(rel: str, pattern: str = "*.tif") -> list[Path]:
+        return sorted((ref / rel).glob(pattern))
+
+    def ref_model(m: dict, stage: str) -> Path:
+        return ref / L.model_dir(m["id"], stage)
+
+    # FINETUNE_BASELINE on the easy block: trained as the reference's baseline was
     base = {}
     for m in models:
         meta = {**m, "id": f"{m['id']}-baseline", "model": m, "args": demo_args(spec, "baseline", m["backend"])}
-        base[m["id"]] = finetune_task(flow, "FINETUNE_BASELINE", meta, data["easy_train"], data["easy_val"], None)
-    baselines = [({**m, "id": f"{m['id']}-baseline"}, base[m["id"]]) for m in models]
+        train, val = ref_tifs(L.EASY_TRAIN), ref_tifs(L.EASY_VAL)
+        base[m["id"]] = finetune_task(flow, "FINETUNE_BASELINE", meta, train, val, None)
+        assert hyperparameters(base[m["id"]]) == hyperparameters(ref_model(m, L.BASELINE))
+    baselines = [({**m, "id": f"{m['id']}-baseline"}, ref_model(m, L.BASELINE)) for m in models]
+    finetuned = [({**m, "id": f"{m['id']}-finetuned"}, ref_model(m, L.FINETUNED)) for m in models]
     watershed = ({"id": "watershed", "backend": "watershed", "model_name": "default"}, None)
 
-    # suggest on the pool, the simulated annotator
+    # TILE_POOL, SEGMENT_POOL (baselines + watershed), SUGGEST_POOL, DEMO_ANNOTATE
     pool = flow.task(
         "TILE_POOL",
         "tile",
         {"id": "demo", "args": spec["options"]["pool_tile"]},
-        {"image": data["pool"][0].name},
-        {"": data["pool"]},
+        {"image": Path(L.POOL).name},
+        {"": [ref / L.POOL]},
     )
-    pool_preds = sorted(
-        (
-            segment(flow, "SEGMENT_POOL", meta, model, pool["tiles"])["dir"][0]
-            for meta, model in baselines + [watershed]
-        ),
-        key=lambda d: d.name,
-    )
+    assert same_files(pool["manifest"][0].parent, ref / L.POOL_TILES)
+    tiles = ref_tifs(L.POOL_TILES, "*-img.tif")
+    for meta, model in baselines + [watershed]:
+        out = segment(flow, "SEGMENT_POOL", meta, model, tiles)["dir"][0]
+        ref_pred = ref / L.predictions("pool", out.name)
+        if model is None:  # watershed: the same masks; the models' are scored by EVALUATE below
+            assert same_masks(out, ref_pred)
+        assert mask_names(out) == mask_names(ref_pred)
+    pool_preds = sorted((ref / "predictions" / "pool").iterdir(), key=lambda d: d.name)
     suggested = flow.task(
         "SUGGEST_POOL",
         "suggest",
         {"id": "pool", "args": spec["options"]["suggest"]},
         {"preds": [d.name for d in pool_preds], "images": "images", "top": spec["config"]["patches"]},
-        {"": pool_preds, "images": pool["tiles"]},
+        {"": pool_preds, "images": tiles},
         defs={"pred_args": " ".join(f"--pred {d.name}" for d in pool_preds)},
     )["dir"][0]
     assert suggested.name == "suggest"
+    assert same_files(suggested / "patches", ref / L.SUGGEST / "patches")
     annotated = flow.task(
         "DEMO_ANNOTATE",
         "demo_annotate",
         {"id": "pool"},
-        {"suggested": suggested.name, "data": "data"},
-        {"": [suggested, data["data"][0]]},
+        {"suggested": "suggest", "data": "data"},
+        {"": [ref / L.SUGGEST, ref / L.DATA]},
     )
     assert len(annotated["patches"]) == 2 * spec["config"]["patches"]
+    assert same_files(annotated["dir"][0], ref / L.ANNOTATED, "*")  # patches and annotate.json
 
-    # fine-tune from each baseline (finetune holds out its own share: no val staged)
+    # FINETUNE_ANNOTATED from each baseline (finetune holds out its own share: no val staged)
     tuned = {}
     for m in models:
         meta = {
@@ -370,18 +480,17 @@ def test_demo_profile_flow(tmp_path):
             "pretrained": "base_model",
             "args": demo_args(spec, "finetune", m["backend"]),
         }
-        tuned[m["id"]] = finetune_task(flow, "FINETUNE_ANNOTATED", meta, annotated["patches"], [], base[m["id"]])
-    finetuned = [({**m, "id": f"{m['id']}-finetuned"}, tuned[m["id"]]) for m in models]
+        tuned[m["id"]] = finetune_task(
+            flow, "FINETUNE_ANNOTATED", meta, ref_tifs(L.ANNOTATED), [], ref_model(m, L.BASELINE)
+        )
+        assert hyperparameters(tuned[m["id"]]) == hyperparameters(ref_model(m, L.FINETUNED))
 
-    # before / after on each patch set
-    sets = {"heldout_hard": (data["heldout_images"], data["heldout_masks"])}
-    if data.get("real_images"):
-        sets["real"] = (data["real_images"], data["real_masks"])
+    # SEGMENT_EVAL + EVALUATE per patch set, with the reference's models: the reference's scores
     evaluations, preds_by_set = [], {}
-    for name, (images, masks) in sets.items():
+    for name, gt in L.eval_sets(ref).items():
         preds = sorted(
             (
-                segment(flow, "SEGMENT_EVAL", {**meta, "set": name}, model, images)["dir"][0]
+                segment(flow, "SEGMENT_EVAL", {**meta, "set": name}, model, sorted(gt.glob("*-img.tif")))["dir"][0]
                 for meta, model in baselines + finetuned + [watershed]
             ),
             key=lambda d: d.name,
@@ -394,26 +503,36 @@ def test_demo_profile_flow(tmp_path):
                 "evaluate",
                 {"id": name},
                 {"gt": "gt", "preds": [p.name for p in preds]},
-                {"gt": masks, "": preds},
+                {"gt": sorted(gt.glob("*-mask.tif")), "": preds},
                 defs={"pred_args": " ".join(f"--pred {p.name} --name {p.name}" for p in preds)},
             )
         )
+        ref_f1 = macro_f1(ref / L.evaluation(name) / "summary.json")
+        assert macro_f1(evaluations[-1]["summary"][0]) == pytest.approx(ref_f1, abs=1e-3), name
     hard = json.loads(evaluations[0]["summary"][0].read_text())
-    best = best_model(hard, [m["id"] for m in models])
+    ids = [m["id"] for m in models]
+    best = best_model(hard, ids)
+    assert best == reference.summary["slide"]["model"].removesuffix(f"-{L.FINETUNED}")
     slide_model = next((meta, model) for meta, model in finetuned if meta["id"] == f"{best}-finetuned")
 
-    # SEGMENT_SLIDE with the best model, CGEF
+    # SEGMENT_SLIDE with the best model, CGEF on the reference's mask
     slide = {"id": "slide"}
-    stitched = segment_slide(flow, slide, data["slide"][0], slide_model[0], slide_model[1], P["tiles_per_task"])
+    stitched = segment_slide(flow, slide, ref / L.SLIDE_IMAGE, slide_model[0], slide_model[1], P["tiles_per_task"])
+    counts = json.loads(stitched["report"][0].read_text())
+    assert counts["tiles"] == reference.summary["slide"]["tiles"]
+    assert counts["objects"] == pytest.approx(reference.summary["slide"]["objects"], rel=0.01)
     cgef = flow.task(
         "CGEF",
         "cgef",
         slide,
-        {"mask": stitched["mask"][0].name, "matrix": data["gem"][0].name},
-        {"": [stitched["mask"][0], data["gem"][0]]},
+        {"mask": Path(L.SLIDE_MASK).name, "matrix": Path(L.GEM).name},
+        {"": [ref / L.SLIDE_MASK, ref / L.GEM]},
     )
+    h5py = pytest.importorskip("h5py")
+    with h5py.File(cgef["gef"][0], "r") as f:
+        assert f["cellBin"]["cell"].shape[0] == reference.summary["stereo"]["cells"]
 
-    # DEMO_REPORT: everything staged into the run layout
+    # DEMO_REPORT: the tasks' outputs staged into the run layout
     report = flow.task(
         "DEMO_REPORT",
         "demo_report",
@@ -445,6 +564,7 @@ def test_demo_profile_flow(tmp_path):
     summary = json.loads(report["summary"][0].read_text())
     g = summary["gain"]["cellpose"]
     assert g["f1_gain"] > 0.1, g  # as in tests/test_demo.py: the pipeline's demo shows the same gain
+    assert g["f1_gain"] == pytest.approx(reference.summary["gain"]["cellpose"]["f1_gain"], abs=1e-3)
     assert summary["slide"]["objects"] > 0 and summary["stereo"]["cells"] > 0
     assert "pipeline_info" in report["html"][0].read_text()
     report_skips(flow)

@@ -1,6 +1,6 @@
 /*
- * -profile test: the demo (`csrefiner demo run`) as a pipeline, the same csrefiner commands with the options
- * of data/demo.json:
+ * -profile test: the demo (`csrefiner demo run`) as a pipeline. Its steps are csrefiner/demo/steps.py's, called
+ * here in that order (tests/test_pipeline_flow.py checks it), each with the options of data/demo.json:
  *   DEMO_DATA -> baseline per model (FINETUNE_BASELINE on the easy block, or a pretrained model) ->
  *   TILE_POOL -> SEGMENT_POOL (baselines + watershed) -> SUGGEST_POOL -> DEMO_ANNOTATE (ground truth stands in
  *   for the annotator) -> FINETUNE_ANNOTATED -> SEGMENT_EVAL + EVALUATE (held-out hard patches, real nuclei)

@@ -1,7 +1,8 @@
 """`csrefiner demo`: the CSRefiner experiment in miniature, end to end, with one HTML report.
 
-`demo run` does everything in one process; `demo data`, `demo annotate` and `demo report` are the steps that
-only the demo has (the others are ordinary csrefiner commands), which the pipeline's test profile runs as tasks.
+`demo run` runs every step in one process (csrefiner/demo/flow.py, through the library functions of the steps'
+commands); `demo data`, `demo annotate` and `demo report` are the steps that only the demo has (the others are
+ordinary csrefiner commands), which the pipeline's test profile runs as tasks.
 """
 
 from __future__ import annotations
@@ -140,16 +141,11 @@ def annotate(
     force: bool = FORCE,
 ) -> None:
     """The simulated annotator: every suggested patch gets its ground truth in place of the consensus mask."""
-    from csrefiner.demo import layout as L
-    from csrefiner.demo.annotate import annotate as run_annotate
-    from csrefiner.demo.data import read_spec
+    from csrefiner.demo.annotate import annotate_from_data
     from csrefiner.io import check_outputs
 
     check_outputs([suggested, data_dir], [out])
-    spec = read_spec(data_dir)
-    info = run_annotate(
-        suggested, data_dir / Path(L.SLIDE_GT).name, spec["config"], out, force, data_dir / Path(L.SLIDE_IMAGE).name
-    )
+    info = annotate_from_data(suggested, data_dir, out, force)
     typer.echo(f"annotated {info['selected']} patches ({info['in_hard_region']} in the hard block) into {out}")
 
 
@@ -158,7 +154,7 @@ def report(
     run_dir: Path = typer.Option(..., "--run", help="A demo run folder (the layout of csrefiner/demo/layout.py)."),
 ) -> None:
     """summary.json, figures/ and one self-contained report.html from a finished run folder."""
-    from csrefiner.demo import write_run_report
+    from csrefiner.demo.summary import write_run_report
 
     summary = write_run_report(run_dir)
     for m, g in summary["gain"].items():

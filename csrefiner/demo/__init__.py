@@ -1,9 +1,11 @@
 """`csrefiner demo`: the CSRefiner experiment in miniature, end to end on one CPU, with an HTML report.
 
-Files: config.py (presets), steps.py (each step's csrefiner options), layout.py (where a run's files live),
-data.py (generated slide + patch sets + stardist's real image), gem.py (a GEM for the slide), annotate.py (the
-simulated annotator), flow.py (`demo run`: the steps as csrefiner commands, the pipeline's test profile runs
-the same), timing.py, overlays.py, summary.py (summary.json from a run folder), report.py (report.html).
+Files: config.py (presets), steps.py (the steps, defined once: order, pipeline process, command, the options
+written into demo.json), layout.py (where a run's files live), data.py (generated slide + patch sets +
+stardist's real image), gem.py (a GEM for the slide), backends.py (the models and their baselines), annotate.py
+(the simulated annotator), calls.py (the library functions of the steps' commands, with demo.json's options),
+flow.py (`demo run`: a runner per step; the pipeline's test profile runs the same steps as tasks), curve.py
+(--budget-sweep), timing.py, overlays.py, summary.py (summary.json from a run folder), report.py (report.html).
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from pathlib import Path
 
 from csrefiner.demo.config import DemoConfig, make_config
 
-__all__ = ["DemoConfig", "make_config", "run_demo", "write_run_report"]
+__all__ = ["DemoConfig", "make_config", "run_demo"]
 
 
 def _limit_threads(n: int) -> None:
@@ -30,21 +32,6 @@ def _limit_threads(n: int) -> None:
         pass
 
 
-def write_run_report(run: Path) -> dict:
-    """summary.json + figures/ + report.html of a finished run folder (from `demo run` or the pipeline)."""
-    from csrefiner.demo import layout as L
-    from csrefiner.demo.report import write_report
-    from csrefiner.demo.summary import build_summary
-    from csrefiner.io import atomic_path
-
-    run = Path(run)
-    summary = build_summary(run)
-    with atomic_path(run / L.SUMMARY, force=True) as tmp:
-        tmp.write_text(json.dumps(summary, indent=2, default=str) + "\n")
-    write_report(run, summary)
-    return summary
-
-
 def run_demo(
     out: Path, cfg: DemoConfig, force: bool = False, say: Callable[[str], None] = print, budgets: tuple = ()
 ) -> dict:
@@ -52,13 +39,12 @@ def run_demo(
     import numpy as np
 
     from csrefiner.demo import layout as L
-    from csrefiner.demo.flow import Flow, csrefiner, prepare_out
+    from csrefiner.demo.flow import Flow, prepare_out
     from csrefiner.io.atomic import register_temp, unregister_temp
 
     _limit_threads(cfg.threads)
     np.random.seed(cfg.seed)
     out = register_temp(prepare_out(Path(out), force))  # a run that stops half-way leaves no folder behind
     Flow(out, cfg, say, budgets).run()
-    csrefiner("demo", "report", "--run", out)
     unregister_temp(out)
     return json.loads((out / L.SUMMARY).read_text())

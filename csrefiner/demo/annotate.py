@@ -13,6 +13,8 @@ from pathlib import Path
 import numpy as np
 from skimage.segmentation import relabel_sequential
 
+from csrefiner.demo import layout as L
+from csrefiner.demo.data import read_spec
 from csrefiner.errors import CsrefinerError
 from csrefiner.io import atomic_dir, parse_coords, read_image, read_labels, safe_name, write_labels
 
@@ -81,3 +83,11 @@ def annotate(
         info = {"patches": names, "selected": len(names), "in_hard_region": int(hard)}
         (tmp / ANNOTATE_JSON).write_text(json.dumps(info, indent=2) + "\n")
     return info
+
+
+def annotate_from_data(suggested: Path, data_dir: Path, out: Path, force: bool = False) -> dict:
+    """`demo annotate`: the suggested patches, with the ground truth of the `demo data` folder's slide."""
+    data_dir = Path(data_dir)
+    spec = read_spec(data_dir)
+    gt, slide = data_dir / Path(L.SLIDE_GT).name, data_dir / Path(L.SLIDE_IMAGE).name
+    return annotate(suggested, gt, spec["config"], out, force, slide)

@@ -29,8 +29,10 @@ SLIDE_MASK = "wsi/slide-mask.tif"
 STITCH_REPORT = "wsi/slide-stitch.json"
 PREVIEW = "wsi/slide-preview.png"
 GEF, H5AD = "stereo/slide.cellbin.gef", "stereo/slide.h5ad"
-TIMINGS = "timings.json"  # written by `demo run` only (the pipeline has its own trace)
+RUN_JSON = "run.json"  # what only `demo run` knows: step times, skipped models, the machine (not the pipeline)
 SUMMARY, REPORT, FIGURES = "summary.json", "report.html", "figures"
+CURVE_CSV = "curve/curve.csv"  # `demo run --budget-sweep` only
+CURVE_PNG = f"{FIGURES}/learning_curve.png"  # drawn by the report (figures/ is rebuilt there)
 
 
 def method(model: str, stage: str) -> str:

@@ -10,6 +10,8 @@ import base64
 import html
 from pathlib import Path
 
+from csrefiner.demo import layout as L
+
 TABLE_METRICS = (  # (summary key, column title)
     ("precision", "precision"),
     ("recall", "recall"),
@@ -190,9 +192,44 @@ def slide_section(summary: dict) -> str:
     )
 
 
-def write_report(out: Path, summary: dict) -> Path:
-    from csrefiner.demo.curve import curve_section
+def curve_figure(table, path) -> None:
+    """Held-out F1 against the annotation budget (`demo run --budget-sweep`), one line per model."""
+    import matplotlib
 
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5, 3.6))
+    for m, g in table.groupby("model"):
+        ax.plot(g.budget, g.f1, marker="o", label=m)
+    ax.set(xlabel="annotated patches (suggested)", ylabel="held-out hard F1 (IoU 0.5)", title="learning curve")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def curve_section(run) -> str:
+    """The report's learning-curve section (figure + table), or "" when the run made no budget sweep."""
+    import pandas as pd
+
+    if not (run / L.CURVE_CSV).is_file():
+        return ""
+    table = pd.read_csv(run / L.CURVE_CSV)
+    curve_figure(table, run / L.CURVE_PNG)
+    rows = "".join(
+        f"<tr><td>{esc(r.model)}</td><td>{r.budget}</td><td>{r.f1:.3f}</td><td>{r.n_images}</td></tr>"
+        for r in table.itertuples()
+    )
+    return (
+        "<h2>Learning curve (budget sweep)</h2><p>Held-out hard F1 after fine-tuning the baseline on the top "
+        "<i>b</i> suggested patches (budget 0: the baseline); one run per budget, one seed.</p>"
+        f"<table><tr><th>model</th><th>annotated patches</th><th>F1</th><th>held-out patches</th></tr>{rows}"
+        "</table>" + embed(run / L.CURVE_PNG, "held-out F1 against the annotation budget", 480)
+    )
+
+
+def write_report(out: Path, summary: dict) -> Path:
     real = ""
     if "real" in summary:
         real = "<h3>Real nuclei (stardist's shipped annotated image, cut into patches)</h3>" + metric_table(

@@ -5,8 +5,6 @@ same report comes out of `csrefiner demo run` and of the pipeline's DEMO_REPORT 
 from __future__ import annotations
 
 import json
-import os
-import platform
 import shutil
 from pathlib import Path
 
@@ -17,11 +15,11 @@ from skimage.segmentation import relabel_sequential
 from csrefiner.demo import layout as L
 from csrefiner.demo.annotate import ANNOTATE_JSON
 from csrefiner.demo.data import read_spec
-from csrefiner.demo.flow import RUN_JSON
 from csrefiner.demo.overlays import overlay_sheet, to_rgb
-from csrefiner.demo.report import TABLE_METRICS
+from csrefiner.demo.report import TABLE_METRICS, write_report
+from csrefiner.demo.timing import machine
 from csrefiner.errors import CsrefinerError
-from csrefiner.io import read_image, read_labels
+from csrefiner.io import atomic_path, read_image, read_labels
 from csrefiner.models.card import read_card, versions
 
 OVERLAY_ROWS = 3
@@ -230,10 +228,6 @@ def make_figures(run: Path, models: list[str], tags: list[str]) -> dict:
     return figs
 
 
-def machine() -> str:
-    return f"{platform.machine()}, {os.cpu_count()} CPU cores visible, {platform.system()} {platform.release()}"
-
-
 def training_versions(run: Path, models: list[str]) -> dict:
     """Package versions the fine-tuned models were trained with (their model cards), then this process's."""
     out = {}
@@ -257,7 +251,7 @@ def build_summary(run: Path) -> dict:
             f"{run / L.evaluation('heldout_hard')}: no model evaluated both as "
             f"<model>-{L.BASELINE} and <model>-{L.FINETUNED}"
         )
-    record = json.loads((run / RUN_JSON).read_text()) if (run / RUN_JSON).is_file() else {}
+    record = json.loads((run / L.RUN_JSON).read_text()) if (run / L.RUN_JSON).is_file() else {}
     comps = {tag: comparisons(block, models) for tag, block in blocks.items()}
     summary = {
         "runner": record.get("runner", "nextflow (workflows/demo.nf)"),
@@ -281,4 +275,14 @@ def build_summary(run: Path) -> dict:
     }
     if "real" in blocks:
         summary["real"] = {k: v for k, v in blocks["real"].items() if k != "paired_tests"}
+    return summary
+
+
+def write_run_report(run: Path) -> dict:
+    """summary.json + figures/ + report.html of a finished run folder (from `demo run` or the pipeline)."""
+    run = Path(run)
+    summary = build_summary(run)
+    with atomic_path(run / L.SUMMARY, force=True) as tmp:
+        tmp.write_text(json.dumps(summary, indent=2, default=str) + "\n")
+    write_report(run, summary)
     return summary

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import os
+import platform
 import time
 from collections.abc import Callable, Iterator
 
@@ -32,3 +34,8 @@ class StepTimes:
             "wall_s": round(time.perf_counter() - self._start, 1),
             "cpu_s": round(time.process_time() - self._cpu, 1),
         }
+
+
+def machine() -> str:
+    """Where the times were measured."""
+    return f"{platform.machine()}, {os.cpu_count()} CPU cores visible, {platform.system()} {platform.release()}"

@@ -10,9 +10,9 @@ import shutil
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import run_in_process as csrefiner
 from skimage.segmentation import relabel_sequential
 
-from csrefiner.demo.flow import csrefiner
 from csrefiner.errors import CsrefinerError
 from csrefiner.hitl.exclude import overlaps
 from csrefiner.io import parse_coords, patch_name, read_labels, write_image, write_labels

@@ -206,13 +206,3 @@ def prepare_out(out: Path, force: bool) -> Path:
         shutil.rmtree(out) if out.is_dir() else out.unlink()
     out.mkdir(parents=True)
     return out
-
-
-def csrefiner(*args) -> None:
-    """One csrefiner command from argv, in this process (the demo itself calls the library; tests that drive
-    several commands in a row use this, e.g. tests/test_rounds.py)."""
-    import typer.main
-
-    from csrefiner.cli import app
-
-    typer.main.get_command(app).main(args=[str(a) for a in args], standalone_mode=False)

@@ -22,6 +22,9 @@ process DEMO_DATA {
     tuple val(meta), path("data/real/*-mask.tif"), optional: true, emit: real_masks
     tuple val("${task.process}"), val('csrefiner'), eval("csrefiner --version | sed 's/^csrefiner //'"), emit: versions, topic: versions
 
+    when:
+    task.ext.when == null || task.ext.when
+
     script:
     def args = task.ext.args ?: ''
     """

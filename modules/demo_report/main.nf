@@ -14,6 +14,9 @@ process DEMO_REPORT {
     tuple val(meta), path("figures"), emit: figures
     tuple val("${task.process}"), val('csrefiner'), eval("csrefiner --version | sed 's/^csrefiner //'"), emit: versions, topic: versions
 
+    when:
+    task.ext.when == null || task.ext.when
+
     script:
     def args = task.ext.args ?: ''
     """

@@ -12,6 +12,9 @@ process SUGGEST {
     tuple val(meta), path("${prefix}"), emit: dir
     tuple val("${task.process}"), val('csrefiner'), eval("csrefiner --version | sed 's/^csrefiner //'"), emit: versions, topic: versions
 
+    when:
+    task.ext.when == null || task.ext.when
+
     script:
     def args = task.ext.args ?: ''
     prefix = task.ext.prefix ?: "${meta.id}.suggested"

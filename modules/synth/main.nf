@@ -13,6 +13,9 @@ process SYNTH {
     tuple val(meta), path("${prefix}/*-mask.tif"), emit: masks
     tuple val("${task.process}"), val('csrefiner'), eval("csrefiner --version | sed 's/^csrefiner //'"), emit: versions, topic: versions
 
+    when:
+    task.ext.when == null || task.ext.when
+
     script:
     def args = task.ext.args ?: ''
     prefix = task.ext.prefix ?: "${meta.id}"

@@ -11,6 +11,9 @@ process TEST_GEM {
     tuple val(meta), path("${prefix}.gem.gz"), emit: gem
     tuple val("${task.process}"), val('python'), eval("python3 --version | sed 's/^Python //'"), emit: versions, topic: versions
 
+    when:
+    task.ext.when == null || task.ext.when
+
     script:
     prefix = task.ext.prefix ?: "${meta.id}"
     """

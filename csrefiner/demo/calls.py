@@ -81,11 +81,9 @@ def evaluate(gt: Path, preds: list[Path], out: Path, options: str) -> dict:
 
 
 def _evaluate(gt: Path, preds: list[Path], out: Path, iou: float = 0.5) -> dict:
-    from csrefiner.metrics.evaluate import evaluate_folders
-    from csrefiner.metrics.report import write_evaluation
+    from csrefiner.metrics.report import evaluate_methods
 
-    results = [r for p in preds for r in evaluate_folders(gt, p, Path(p).name, iou)]
-    return write_evaluation(results, out, iou)
+    return evaluate_methods(gt, [(Path(p).name, p) for p in preds], out, iou)
 
 
 def stitch(manifest: Path, tiles: Path, out: Path, report: Path, preview: Path):

@@ -232,8 +232,7 @@ def gather_training(project: Path, k: int, out: Path) -> int:
 # -- training and held-out scores --------------------------------------------------------------------------------
 def heldout_scores(project: Path, backend: str, model: str, heldout: Path, out: Path, device: str) -> dict:
     """Segment the held-out patches with `model` (a model folder or a pretrained name) and evaluate (IoU 0.5)."""
-    from csrefiner.metrics.evaluate import evaluate_folders
-    from csrefiner.metrics.report import write_evaluation
+    from csrefiner.metrics.report import evaluate_methods
     from csrefiner.models.base import TrainParams
     from csrefiner.models.card import CARD
     from csrefiner.models.segment import segment
@@ -242,8 +241,7 @@ def heldout_scores(project: Path, backend: str, model: str, heldout: Path, out: 
     params = TrainParams(device=device)
     with atomic_dir(out, force=True) as tmp:
         segment(folder, None if folder else f"{backend}:{model}", heldout, tmp / "predictions", params)
-        results = evaluate_folders(heldout, tmp / "predictions", "model", 0.5)
-        info = write_evaluation(results, tmp / "evaluation", 0.5)
+        info = evaluate_methods(heldout, [("model", tmp / "predictions")], tmp / "evaluation", 0.5)
     macro = info["methods"]["model"]["macro"]
     return {
         "dir": str(out.relative_to(project)),

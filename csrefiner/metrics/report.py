@@ -7,7 +7,13 @@ from pathlib import Path
 
 from csrefiner.io import atomic_dir
 from csrefiner.metrics.compare import box_plots, markdown, paired_tests
-from csrefiner.metrics.evaluate import ImageResult, per_image_table, summary, sweep_table
+from csrefiner.metrics.evaluate import ImageResult, evaluate_folders, per_image_table, summary, sweep_table
+
+
+def evaluate_methods(gt: Path, methods: list[tuple[str, Path]], out: Path, iou: float, force: bool = False) -> dict:
+    """Every (name, prediction folder) scored against gt, written to out as write_evaluation does."""
+    results = [r for name, folder in methods for r in evaluate_folders(gt, folder, name, iou)]
+    return write_evaluation(results, out, iou, force=force)
 
 
 def write_evaluation(results: list[ImageResult], out: Path, iou: float, force: bool = False) -> dict:

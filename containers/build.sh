@@ -12,7 +12,9 @@
 #
 # Cache (reused by later runs on the same machine): $CSREFINER_CONTAINER_CACHE, default ~/.cache/csrefiner-containers
 #   base-<suite>.tar   the debootstrapped root file system       wheels/<family>-<hash>/   the wheelhouses
-# and Docker's own layer cache: the dependency layer is rebuilt only when pyproject.toml or the pins change.
+# and Docker's own layer cache: the dependency layer is rebuilt only when pyproject.toml or the pins change; it is
+# tagged <image>-deps, and after a build the superseded csrefiner images (untagged, label org.csrefiner.build) are
+# removed, so repeated builds do not fill the disk. Before building, free disk is checked (~5 GB per cold family).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -88,21 +90,47 @@ wheelhouse() {  # wheels for one family's dependencies (built here, so sdists ne
 build() {
     local family=$1 ref=$2 family_args wh=""
     mapfile -t family_args < <("$PYTHON" containers/images.py args "$family")
-    local args=(-f containers/Dockerfile "${family_args[@]}" --build-arg "GPU=$GPU" -t "$ref")
+    local args=(-f containers/Dockerfile "${family_args[@]}" --build-arg "GPU=$GPU")
     if [ "$OFFLINE" = 1 ]; then
         wh=$(wheelhouse "$family")
         args+=(--network none --build-arg "BASE=$LOCAL_BASE" --build-arg "PIP_ARGS=--no-index --find-links /wheels")
     fi
+    # The deps stage first, tagged <image>-deps: it stays the layer cache when superseded images are pruned.
+    local deps_args=("${args[@]}") i
+    for i in "${!deps_args[@]}"; do [ "${deps_args[$i]}" = --target ] && deps_args[i + 1]=deps; done
     if [ "$DRY" = 1 ]; then
         [ -n "$wh" ] && echo "# .whl/ <- $wh/*.whl"
-        printf '%q ' docker build "${args[@]}" . && echo
+        printf '%q ' docker build "${deps_args[@]}" -t "$ref-deps" . && echo
+        printf '%q ' docker build "${args[@]}" -t "$ref" . && echo
         return
     fi
     rm -rf .whl && mkdir .whl
     [ -n "$wh" ] && { cp -l "$wh"/*.whl .whl/ 2>/dev/null || cp "$wh"/*.whl .whl/; }
     log "docker build $ref ($family)"
-    docker build --quiet "${args[@]}" . >/dev/null
+    docker build --quiet "${deps_args[@]}" -t "$ref-deps" . >/dev/null
+    docker build --quiet "${args[@]}" -t "$ref" . >/dev/null
     rm -rf .whl
+}
+
+free_gb() { df -Pk "$(docker info -f '{{.DockerRootDir}}')" | awk 'NR == 2 { print int($4 / 1048576) }'; }
+
+# A family whose deps image is missing writes its venv twice plus its wheels (~5 GB at most, cpsam/stardist);
+# one with a cached deps stage writes a few MB. Superseded images of ours (label org.csrefiner.build) go first.
+check_disk() {
+    local need=1 ref
+    for ref in "$@"; do docker image inspect "$ref-deps" >/dev/null 2>&1 || need=$((need + 5)); done
+    if [ "$(free_gb)" -lt "$need" ]; then prune_superseded; fi
+    local free
+    free=$(free_gb)
+    if [ "$free" -lt "$need" ]; then
+        echo "containers/build.sh: the images need ~${need} GB free under $(docker info -f '{{.DockerRootDir}}'), ${free} GB is." >&2
+        echo "  Free disk there, e.g. 'docker image prune -a' (removes every image no container uses; the next build is cold)." >&2
+        exit 1
+    fi
+}
+
+prune_superseded() {  # dangling images of earlier csrefiner builds: old tags and package stages, never a cache
+    log "removing superseded csrefiner images: $(docker image prune -f --filter label=org.csrefiner.build | tail -1)"
 }
 
 if [ "$DRY" = 0 ]; then
@@ -112,10 +140,15 @@ if [ "$DRY" = 0 ]; then
 fi
 
 mapfile -t LINES < <("$PYTHON" containers/images.py)
+SELECTED=()
 for line in "${LINES[@]}"; do
-    family=${line%% *} ref=${line#* }
-    if [ ${#FAMILIES[@]} -eq 0 ] || [[ " ${FAMILIES[*]} " == *" $family "* ]]; then
-        build "$family" "$ref"
-        [ "$DRY" = 1 ] || echo "$ref"
-    fi
+    family=${line%% *}
+    if [ ${#FAMILIES[@]} -eq 0 ] || [[ " ${FAMILIES[*]} " == *" $family "* ]]; then SELECTED+=("$line"); fi
 done
+[ "$DRY" = 1 ] || check_disk "${SELECTED[@]#* }"
+for line in "${SELECTED[@]}"; do
+    family=${line%% *} ref=${line#* }
+    build "$family" "$ref"
+    [ "$DRY" = 1 ] || echo "$ref"
+done
+[ "$DRY" = 1 ] || prune_superseded

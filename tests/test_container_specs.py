@@ -43,7 +43,7 @@ def test_each_image_installs_its_backends_extras():
 
 
 def _dry_run(*flags: str) -> dict[str, list[str]]:
-    """{image: docker build arguments} that `build.sh --dry-run` prints (no daemon, nothing built)."""
+    """{tag: docker build arguments} that `build.sh --dry-run` prints (no daemon, nothing built)."""
     out = subprocess.run(
         [str(REPO / "containers" / "build.sh"), "--dry-run", *flags], capture_output=True, text=True, check=True
     ).stdout
@@ -51,16 +51,23 @@ def _dry_run(*flags: str) -> dict[str, list[str]]:
     return {cmd[cmd.index("-t") + 1]: cmd for cmd in commands}
 
 
+def _build_args(cmd: list[str]) -> dict[str, str]:
+    return dict(cmd[i + 1].split("=", 1) for i, word in enumerate(cmd) if word == "--build-arg")
+
+
 @pytest.mark.parametrize("flags", [(), ("--gpu",), ("--offline",)])
 def test_build_commands(flags):
-    """Every mode builds every image from containers/Dockerfile with its family's arguments."""
+    """Every mode builds every image from containers/Dockerfile with its family's arguments, its deps stage first
+    with the same arguments and its own tag (the layer cache that pruning superseded images keeps)."""
     commands = _dry_run(*flags)
-    assert sorted(commands) == sorted(IMAGES.values())
+    assert sorted(commands) == sorted([*IMAGES.values(), *(f"{ref}-deps" for ref in IMAGES.values())])
     for family, ref in IMAGES.items():
-        cmd = commands[ref]
-        assert cmd[:4] == ["docker", "build", "-f", "containers/Dockerfile"] and cmd[-1] == "."
-        assert cmd[cmd.index("--target") + 1] == family
-        args = dict(cmd[i + 1].split("=", 1) for i, word in enumerate(cmd) if word == "--build-arg")
+        cmd, deps = commands[ref], commands[f"{ref}-deps"]
+        for c in (cmd, deps):
+            assert c[:4] == ["docker", "build", "-f", "containers/Dockerfile"] and c[-1] == "."
+        assert cmd[cmd.index("--target") + 1] == family and deps[deps.index("--target") + 1] == "deps"
+        args = _build_args(cmd)
+        assert _build_args(deps) == args
         spec = FAMILIES[family]
         assert args["EXTRAS"] == ",".join(spec.extras) and args["CONSTRAINTS"] == spec.constraints
         assert args["FRAMEWORK"] == spec.framework and args["CHECK"] == spec.check

@@ -92,6 +92,24 @@ def test_image_runs_its_steps(family):
             assert "--help" in docker_run(image, "csrefiner", step, "--help").stdout
 
 
+@pytest.mark.parametrize("family", sorted(IMAGES))
+def test_image_holds_its_venv_once(family):
+    """The venv is one layer (copied from the deps stage); every layer after it is small. A chmod or an install
+    over the copied venv would write it again (overlayfs copies a file up on any change): 1.9 GB per family, and
+    again at every code change, which once filled CI's disk."""
+    out = subprocess.run(
+        ["docker", "history", "--no-trunc", "--human=false", "--format", "{{.Size}}\t{{.CreatedBy}}", IMAGES[family]],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    layers = [(int(size), cmd) for size, cmd in (line.split("\t", 1) for line in out.splitlines()[::-1])]
+    venv = [i for i, (size, cmd) in enumerate(layers) if "COPY" in cmd and size > 100e6]
+    assert len(venv) == 1, layers
+    after = [(size, cmd[:80]) for size, cmd in layers[venv[0] + 1 :]]
+    assert all(size < 20e6 for size, _ in after), after
+
+
 def test_base_image_real_steps(data):
     """synth then evaluate inside the base image: ground truth scored against itself gives F1 = 1."""
     image = IMAGES["base"]

@@ -3,25 +3,24 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
 
 import typer
 
-from csrefiner.errors import CsrefinerError
-
-Stain = Literal["ss", "he"]  # ssDNA/DAPI/fluorescence or H&E
-Device = Literal["auto", "cpu", "cuda"]  # as csrefiner.models.device.CHOICES
-
-
-def parse_options(items: list[str] | None) -> dict:
-    """`--option key=value` pairs (backend-specific knobs, recorded in the model card)."""
-    out = {}
-    for item in items or []:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise CsrefinerError(f"--option {item!r}: write KEY=VALUE, e.g. --option nbase=2,16,32,64,256")
-        out[key.strip()] = value.strip()
-    return out
+from csrefiner.cli.train_options import (
+    BATCH_SIZE,
+    DEVICE,
+    EPOCHS,
+    EVAL_EVERY,
+    GAMMA,
+    LR,
+    OPTION,
+    PATIENCE,
+    SEED,
+    STAIN,
+    Device,
+    Stain,
+    train_params,
+)
 
 
 def finetune(
@@ -40,43 +39,24 @@ def finetune(
     pseudo: Path | None = typer.Option(
         None, "--pseudo", help="Pseudo-labelled ('easy') patches, mixed in with gamma-weighted sampling."
     ),
-    gamma: float = typer.Option(
-        0.85, "--gamma", min=0.0, max=1.0, help="Sampling gamma for --pseudo (0 uniform, 1 balanced)."
-    ),
-    epochs: int = typer.Option(
-        100, "--epochs", min=1, max=100_000, help="Planned epochs (one epoch = one pass over the training patches)."
-    ),
-    lr: float | None = typer.Option(
-        None, "--lr", min=1e-8, max=1.0, help="Base learning rate (default: the backend's, lower when fine-tuning)."
-    ),
-    batch_size: int = typer.Option(8, "--batch-size", min=1, max=4096),
-    seed: int = typer.Option(0, "--seed", min=0, help="Seeds the split, the epoch order and the augmentation."),
-    eval_every: int = typer.Option(5, "--eval-every", min=1, help="Epochs between validation F1 evaluations."),
-    patience: int = typer.Option(10, "--patience", min=1, help="Stop after this many evaluations without improvement."),
-    stain: Stain = typer.Option("ss", "--stain", help="ss (ssDNA/DAPI/fluorescence) or he (H&E)."),
-    device: Device = typer.Option("auto", "--device", help="auto, cpu or cuda."),
-    option: list[str] | None = typer.Option(
-        None, "--option", help="Backend-specific KEY=VALUE (see docs/backends.md), repeatable."
-    ),
+    gamma: float = GAMMA,
+    epochs: int = EPOCHS,
+    lr: float | None = LR,
+    batch_size: int = BATCH_SIZE,
+    seed: int = SEED,
+    eval_every: int = EVAL_EVERY,
+    patience: int = PATIENCE,
+    stain: Stain = STAIN,
+    device: Device = DEVICE,
+    option: list[str] | None = OPTION,
     force: bool = typer.Option(False, "--force", help="Replace an existing output folder."),
 ) -> None:
     """Fine-tune MODEL on annotated patches; writes weights, model.json, train_log.json and loss_curve.png."""
     from csrefiner.io import check_outputs
-    from csrefiner.models.base import TrainParams
     from csrefiner.models.finetune import finetune as run
 
     check_outputs([train, val, pseudo], [out])
-    params = TrainParams(
-        epochs=epochs,
-        lr=lr,
-        batch_size=batch_size,
-        seed=seed,
-        patience=patience,
-        eval_every=eval_every,
-        stain=stain,
-        device=device,
-        options=parse_options(option),
-    )
+    params = train_params(epochs, lr, batch_size, seed, eval_every, patience, stain, device, option)
 
     def report(rec, improved):
         if rec.val_f1 is not None:

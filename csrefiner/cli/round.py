@@ -7,7 +7,21 @@ from typing import Literal
 
 import typer
 
-from csrefiner.cli.finetune import Device, Stain
+from csrefiner.cli.train_options import (
+    BATCH_SIZE,
+    DEVICE,
+    EPOCHS,
+    EVAL_EVERY,
+    GAMMA,
+    LR,
+    OPTION,
+    PATIENCE,
+    SEED,
+    STAIN,
+    Device,
+    Stain,
+    train_params,
+)
 
 round_app = typer.Typer(
     help="Annotation rounds: suggest new patches, fine-tune on all annotated ones, track "
@@ -76,40 +90,26 @@ def train(
     ),
     pretrained: str | None = typer.Option(None, "--pretrained", help="Base model (first round; recorded)."),
     heldout: Path | None = typer.Option(None, "--heldout", help="Held-out annotated patches (first round; recorded)."),
-    epochs: int = typer.Option(100, "--epochs", min=1),
-    lr: float | None = typer.Option(None, "--lr", min=1e-8, max=1.0),
-    batch_size: int = typer.Option(8, "--batch-size", min=1),
-    seed: int = typer.Option(0, "--seed", min=0, help="Seeds the split, the epoch order and the augmentation."),
-    eval_every: int = typer.Option(5, "--eval-every", min=1),
-    patience: int = typer.Option(10, "--patience", min=1),
+    epochs: int = EPOCHS,
+    lr: float | None = LR,
+    batch_size: int = BATCH_SIZE,
+    seed: int = SEED,
+    eval_every: int = EVAL_EVERY,
+    patience: int = PATIENCE,
     val_fraction: float = typer.Option(
         0.15, "--val-fraction", min=0.01, max=0.9, help="Share of the annotated patches validated on."
     ),
     pseudo: bool = typer.Option(False, "--pseudo", help="Mix in this round's pseudo-labels (round next --pseudo)."),
-    gamma: float = typer.Option(
-        0.85, "--gamma", min=0.0, max=1.0, help="Sampling gamma with --pseudo (0 uniform, 1 balanced)."
-    ),
-    stain: Stain = typer.Option("ss", "--stain", help="ss (ssDNA/DAPI/fluorescence) or he (H&E)."),
-    device: Device = typer.Option("auto", "--device", help="auto, cpu or cuda."),
-    option: list[str] | None = typer.Option(None, "--option", help="Backend-specific KEY=VALUE, repeatable."),
+    gamma: float = GAMMA,
+    stain: Stain = STAIN,
+    device: Device = DEVICE,
+    option: list[str] | None = OPTION,
     force: bool = FORCE,
 ) -> None:
     """Fine-tune on ALL annotated patches of rounds 1..k, score on the held-out patches, record it."""
-    from csrefiner.cli.finetune import parse_options
     from csrefiner.hitl.rounds import train_round
-    from csrefiner.models.base import TrainParams
 
-    params = TrainParams(
-        epochs=epochs,
-        lr=lr,
-        batch_size=batch_size,
-        seed=seed,
-        patience=patience,
-        eval_every=eval_every,
-        stain=stain,
-        device=device,
-        options=parse_options(option),
-    )
+    params = train_params(epochs, lr, batch_size, seed, eval_every, patience, stain, device, option)
     rec = train_round(project, model, params, start, pretrained, heldout, val_fraction, pseudo, gamma, force)
     t, h = rec["train"], rec["heldout"]
     typer.echo(

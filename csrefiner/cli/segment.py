@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from csrefiner.cli.finetune import Device, Stain
+from csrefiner.cli.train_options import Device, Stain
 
 
 def segment(
@@ -41,7 +41,7 @@ def segment(
     force: bool = typer.Option(False, "--force", help="Replace an existing output folder."),
 ) -> None:
     """Write one uint32 instance mask per input image, named so `evaluate` and `stitch` pair it."""
-    from csrefiner.cli.finetune import parse_options
+    from csrefiner.cli.train_options import parse_options
     from csrefiner.io import check_outputs
     from csrefiner.models.base import TrainParams
     from csrefiner.models.segment import segment as run

@@ -43,7 +43,7 @@ def parse(options: str) -> dict:
 
 def finetune(model: str, train: Path, out: Path, pretrained: str, options: str, val: Path | None = None) -> dict:
     """`csrefiner finetune` (its options: TrainParams fields, --val-fraction and --option KEY=VALUE)."""
-    from csrefiner.cli.finetune import parse_options
+    from csrefiner.cli.train_options import parse_options
     from csrefiner.models.base import TrainParams
     from csrefiner.models.finetune import finetune as run
 

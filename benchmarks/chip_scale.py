@@ -10,10 +10,12 @@ GEF must equal the sum of the GEM records under it (accumulated while the GEM is
 Measured per stage (its own process, started by a launcher that reports RUSAGE_CHILDREN): wall s, CPU s, peak
 RSS, and peak disk of the stage's output folder (polled; the stitch canvas is a sparse temporary file there).
 Side by side: gefpy 1.3.3 generate_bgef + generate_cgef (Python 3.10 venv, binary mask as it requires) under
-a time cap; sopa's aggregate when a Python with sopa is given.
+a time cap; sopa's `aggregate` (vectorised stitched mask, GEM records as points; chip_scale_sopa.py) under its
+own cap when `--sopa-python` names a Python that has sopa, checked cell by cell against the truth like cgef.
 
     nice .venv/bin/python benchmarks/chip_scale.py --sizes 8192,16384 [--records-per-pixel 0.15]
         [--stages tile,stitch,cgef] [--gefpy-cap 900] [--no-gefpy] [--code PATH] [--workdir results/chip_scale]
+        [--sopa-python /path/to/venv/bin/python] [--sopa-cap 900]
 
 Sizes are N (square) or HxW (40000x60000). `--code` runs the csrefiner stages from another checkout (before /
 after comparisons). Raw figures go to <workdir>/chip_scale.json.
@@ -187,6 +189,27 @@ def stage_check_cgef(work: Path, gef: str) -> dict:
     }
 
 
+def stage_check_sopa(work: Path) -> dict:
+    """sopa's per-polygon counts against the truth: polygons assign by geometry, so some records move or vanish."""
+    oracle, truth_of = np.load(work / "oracle.npy"), np.load(work / "truth_of.npy")
+    got = np.load(work / "sopa" / "counts.npz")
+    stitched = np.flatnonzero(truth_of)  # every stitched cell; a polygon dropped by vectorize counts 0
+    counts = np.zeros(truth_of.size, dtype=np.int64)
+    counts[got["labels"]] = got["counts"]
+    diff = counts[stitched] - oracle[truth_of[stitched]]
+    return {
+        "cells": int(got["labels"].size),
+        "truth_cells": int(stitched.size),
+        "cells_with_counts": int((got["counts"] > 0).sum()),
+        "truth_cells_with_counts": int((oracle[truth_of[stitched]] > 0).sum()),
+        "counts": int(got["counts"].sum()),
+        "truth_counts": int(oracle[truth_of[stitched]].sum()),
+        "cells_exact": int((diff == 0).sum()),
+        "abs_diff": int(np.abs(diff).sum()),  # counts in a wrong cell or in none, summed over both sides
+        "exact": bool((diff == 0).all()),
+    }
+
+
 def stage_binary(work: Path, shape) -> dict:
     """The mask gefpy takes: labels > 0 as an uncompressed uint8 TIFF, written in row bands."""
     import tifffile
@@ -207,6 +230,7 @@ STAGES = {
     "oracle": stage_oracle,
     "verify": stage_verify,
     "check-cgef": stage_check_cgef,
+    "check-sopa": stage_check_sopa,
     "binary": stage_binary,
 }
 
@@ -264,7 +288,7 @@ def parse_size(text: str) -> tuple[int, int]:
     return int(h), int(w or h)
 
 
-OUTPUTS = ("tiles", "masks", "gef", "out", "binary.tif", "gefpy", "labels.ome.tif")
+OUTPUTS = ("tiles", "masks", "gef", "out", "binary.tif", "gefpy", "sopa", "labels.ome.tif")
 
 
 def run_size(args, shape, rpp: float, env: dict, own: dict) -> dict:
@@ -368,7 +392,10 @@ def run_size(args, shape, rpp: float, env: dict, own: dict) -> dict:
             step("check-cgef", me + ["--stage", "check-cgef", "--gef", "gef/chip.cellbin.gef"])
     if "cgef" in stages and not args.no_gefpy:
         run_gefpy(args, work, me, step, result)
-    result["sopa"] = sopa_note(args)
+    if "cgef" in stages and args.sopa_python:
+        run_sopa(args, work, me, step, result)
+    else:
+        result["sopa"] = "not run: pass --sopa-python with a Python that has sopa"
     if not args.keep:
         for p in OUTPUTS + ("slide.tif", "truth.tif", "chip.gem", "generate.json"):
             target = work / p
@@ -413,10 +440,16 @@ def run_gefpy(args, work: Path, me: list, step, result: dict) -> None:
     )
 
 
-def sopa_note(args) -> str:
-    if not args.sopa_python:
-        return "not run: sopa is not installed here (pass --sopa-python with a Python that has sopa)"
-    return "not run: sopa's aggregate needs the cells as polygons in a SpatialData object; not wired in this benchmark"
+def run_sopa(args, work: Path, me: list, step, result: dict) -> None:
+    """sopa's aggregate in its own venv under the cap; when stopped, the last phase it finished is in its info."""
+    (work / "sopa").mkdir()
+    script = Path(__file__).with_name("chip_scale_sopa.py")
+    cmd = [args.sopa_python, script, work / "labels.ome.tif", work / "chip.gem", work / "sopa" / "counts.npz"]
+    row = step("sopa", cmd, cap=args.sopa_cap, check=False)
+    if row["timed_out"]:
+        row["note"] = f"stopped after {args.sopa_cap:.0f} s"
+    elif row["rc"] == 0:
+        step("check-sopa", me + ["--stage", "check-sopa"])
 
 
 def table(results: list[dict]) -> str:
@@ -432,9 +465,10 @@ def table(results: list[dict]) -> str:
             ("cgef", "check-cgef"),
             ("gefpy-bgef", None),
             ("gefpy-cgef", None),
+            ("sopa", "check-sopa"),
         ):
             row = r.get(name)
-            if not row:
+            if not isinstance(row, dict):  # absent, or a "not run" note
                 continue
             exact = r.get(exact_of, {}).get("info", {}).get("exact", "") if exact_of else ""
             state = "timed out" if row["timed_out"] else (f"rc {row['rc']}" if row["rc"] else "")
@@ -458,7 +492,8 @@ def main() -> None:
     parser.add_argument("--code", type=Path, default=REPO, help="csrefiner checkout the measured stages import")
     parser.add_argument("--gefpy-cap", type=float, default=900.0, help="seconds per gefpy step before it is stopped")
     parser.add_argument("--no-gefpy", action="store_true")
-    parser.add_argument("--sopa-python", default=None)
+    parser.add_argument("--sopa-python", default=None, help="a Python with sopa: runs chip_scale_sopa.py")
+    parser.add_argument("--sopa-cap", type=float, default=900.0, help="seconds before sopa's step is stopped")
     parser.add_argument("--keep", action="store_true", help="keep the generated files")
     parser.add_argument("--reuse", action="store_true", help="reuse the generated files a --keep run left")
     parser.add_argument("--stage", choices=sorted(STAGES))  # child process
@@ -473,6 +508,7 @@ def main() -> None:
             "oracle": lambda: stage_oracle(work),
             "verify": lambda: stage_verify(work, shape),
             "check-cgef": lambda: stage_check_cgef(work, args.gef),
+            "check-sopa": lambda: stage_check_sopa(work),
             "binary": lambda: stage_binary(work, shape),
         }
         print(json.dumps(call[args.stage]()))
@@ -491,7 +527,9 @@ def main() -> None:
             (args.workdir / "chip_scale.json").write_text(json.dumps(results, indent=1) + "\n")
     print()
     print(table(results))
-    print(f"\nsopa: {results[0]['sopa']}" if results else "")
+    for r in results:
+        check = r.get("check-sopa", {}).get("info") or r.get("sopa")
+        print(f"sopa at {r['shape'][0]} x {r['shape'][1]}: {check}")
 
 
 if __name__ == "__main__":

@@ -110,12 +110,25 @@ def check(fault: Fault, root: Path) -> str:
     return assert_clean_failure(proc, before, root, fault.names, fault.code)
 
 
+def _default_signals() -> None:
+    """The child starts as from a terminal: a suite run in the background (`cmd &` ignores SIGINT) or under
+    nohup (SIGHUP) would hand those ignored dispositions down, and csrefiner rightly keeps ignoring them."""
+    for sig in SIGNALS:
+        signal.signal(sig, signal.SIG_DFL)
+
+
 def signal_mid_run(
     argv: list[str], root: Path, sig: int, started: Callable[[Path], bool], timeout: float = 120
 ) -> subprocess.Popen:
     """Start `csrefiner ARGV`, wait until `started(root)` says it is writing, send `sig`, wait for the exit."""
     proc = subprocess.Popen(
-        command(argv), cwd=root, env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        command(argv),
+        cwd=root,
+        env=cli_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=_default_signals,
     )
     deadline = time.monotonic() + timeout
     while not started(root):

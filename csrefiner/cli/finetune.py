@@ -6,21 +6,7 @@ from pathlib import Path
 
 import typer
 
-from csrefiner.cli.train_options import (
-    BATCH_SIZE,
-    DEVICE,
-    EPOCHS,
-    EVAL_EVERY,
-    GAMMA,
-    LR,
-    OPTION,
-    PATIENCE,
-    SEED,
-    STAIN,
-    Device,
-    Stain,
-    train_params,
-)
+from csrefiner.cli import train_options as opts
 
 
 def finetune(
@@ -39,16 +25,16 @@ def finetune(
     pseudo: Path | None = typer.Option(
         None, "--pseudo", help="Pseudo-labelled ('easy') patches, mixed in with gamma-weighted sampling."
     ),
-    gamma: float = GAMMA,
-    epochs: int = EPOCHS,
-    lr: float | None = LR,
-    batch_size: int = BATCH_SIZE,
-    seed: int = SEED,
-    eval_every: int = EVAL_EVERY,
-    patience: int = PATIENCE,
-    stain: Stain = STAIN,
-    device: Device = DEVICE,
-    option: list[str] | None = OPTION,
+    gamma: float = opts.GAMMA,
+    epochs: int = opts.EPOCHS,
+    lr: float | None = opts.LR,
+    batch_size: int = opts.BATCH_SIZE,
+    seed: int = opts.SEED,
+    eval_every: int = opts.EVAL_EVERY,
+    patience: int = opts.PATIENCE,
+    stain: opts.Stain = opts.STAIN,
+    device: opts.Device = opts.DEVICE,
+    option: list[str] | None = opts.OPTION,
     force: bool = typer.Option(False, "--force", help="Replace an existing output folder."),
 ) -> None:
     """Fine-tune MODEL on annotated patches; writes weights, model.json, train_log.json and loss_curve.png."""
@@ -56,7 +42,7 @@ def finetune(
     from csrefiner.models.finetune import finetune as run
 
     check_outputs([train, val, pseudo], [out])
-    params = train_params(epochs, lr, batch_size, seed, eval_every, patience, stain, device, option)
+    params = opts.train_params(epochs, lr, batch_size, seed, eval_every, patience, stain, device, option)
 
     def report(rec, improved):
         if rec.val_f1 is not None:

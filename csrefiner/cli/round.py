@@ -7,21 +7,7 @@ from typing import Literal
 
 import typer
 
-from csrefiner.cli.train_options import (
-    BATCH_SIZE,
-    DEVICE,
-    EPOCHS,
-    EVAL_EVERY,
-    GAMMA,
-    LR,
-    OPTION,
-    PATIENCE,
-    SEED,
-    STAIN,
-    Device,
-    Stain,
-    train_params,
-)
+from csrefiner.cli import train_options as opts
 
 round_app = typer.Typer(
     help="Annotation rounds: suggest new patches, fine-tune on all annotated ones, track "
@@ -90,26 +76,26 @@ def train(
     ),
     pretrained: str | None = typer.Option(None, "--pretrained", help="Base model (first round; recorded)."),
     heldout: Path | None = typer.Option(None, "--heldout", help="Held-out annotated patches (first round; recorded)."),
-    epochs: int = EPOCHS,
-    lr: float | None = LR,
-    batch_size: int = BATCH_SIZE,
-    seed: int = SEED,
-    eval_every: int = EVAL_EVERY,
-    patience: int = PATIENCE,
+    epochs: int = opts.EPOCHS,
+    lr: float | None = opts.LR,
+    batch_size: int = opts.BATCH_SIZE,
+    seed: int = opts.SEED,
+    eval_every: int = opts.EVAL_EVERY,
+    patience: int = opts.PATIENCE,
     val_fraction: float = typer.Option(
         0.15, "--val-fraction", min=0.01, max=0.9, help="Share of the annotated patches validated on."
     ),
     pseudo: bool = typer.Option(False, "--pseudo", help="Mix in this round's pseudo-labels (round next --pseudo)."),
-    gamma: float = GAMMA,
-    stain: Stain = STAIN,
-    device: Device = DEVICE,
-    option: list[str] | None = OPTION,
+    gamma: float = opts.GAMMA,
+    stain: opts.Stain = opts.STAIN,
+    device: opts.Device = opts.DEVICE,
+    option: list[str] | None = opts.OPTION,
     force: bool = FORCE,
 ) -> None:
     """Fine-tune on ALL annotated patches of rounds 1..k, score on the held-out patches, record it."""
     from csrefiner.hitl.rounds import train_round
 
-    params = train_params(epochs, lr, batch_size, seed, eval_every, patience, stain, device, option)
+    params = opts.train_params(epochs, lr, batch_size, seed, eval_every, patience, stain, device, option)
     rec = train_round(project, model, params, start, pretrained, heldout, val_fraction, pseudo, gamma, force)
     t, h = rec["train"], rec["heldout"]
     typer.echo(

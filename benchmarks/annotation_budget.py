@@ -85,13 +85,16 @@ def slide_dataset(cfg) -> Dataset:
 
 
 def real_dataset(patch: int) -> Dataset:
+    """The 512 px image on a grid of `patch` px: the bottom row held out, every other row the pool (96 px: 20
+    pool windows and 5 held-out patches, so budgets 0-20 fit)."""
     img, mask, boxes = real_nuclei(patch)
-    rows = img.shape[0] // patch
+    rows, cols = img.shape[0] // patch, img.shape[1] // patch
     held = [b for b in boxes if b.y >= (rows - 1) * patch]
-    tiles = [
-        Box(y, x, min(2 * patch, (rows - 1) * patch - y), 2 * patch)
-        for y in range(0, (rows - 1) * patch, 2 * patch)
-        for x in range(0, img.shape[1] - 2 * patch + 1, 2 * patch)
+    pool_h, pool_w = (rows - 1) * patch, cols * patch
+    tiles = [  # 2 x 2 windows each; the last row / column of tiles may be one window deep
+        Box(y, x, min(2 * patch, pool_h - y), min(2 * patch, pool_w - x))
+        for y in range(0, pool_h, 2 * patch)
+        for x in range(0, pool_w, 2 * patch)
     ]
     return Dataset("real", "stardist_real", img, mask, patch, tiles, held)
 
@@ -132,6 +135,12 @@ def predict_folder(model: Path, ds: Dataset, boxes: list[Box], out: Path) -> dic
         masks[key] = segmenter.predict(ds.image[b.slices])
         write_labels(out / f"{key}-mask.tif", masks[key])
     return masks
+
+
+def watershed_reference(ds: Dataset) -> float:
+    """Mean held-out F1 of the classical watershed: the line a fine-tuned model has to clear."""
+    with tempfile.TemporaryDirectory(prefix="budget-ws-") as tmp:
+        return float(np.mean(list(heldout_f1(Path("watershed"), ds, Path(tmp)).values())))
 
 
 def heldout_f1(model: Path, ds: Dataset, work: Path) -> dict[str, float]:
@@ -296,21 +305,28 @@ def plateau_budgets(curve: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(out)
 
 
-def figure(curve: pd.DataFrame, path: Path) -> None:
+def figure(curve: pd.DataFrame, references: dict[str, float], path: Path) -> None:
+    """One panel per dataset (rows) and backend (columns); the watershed's held-out F1 as a dashed line."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    panels = list(curve.groupby(["dataset", "backend"]))
-    fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 4), squeeze=False)
-    for ax, ((d, bk), g) in zip(axes[0], panels):
+    datasets, backends = sorted(curve.dataset.unique()), sorted(curve.backend.unique())
+    fig, axes = plt.subplots(
+        len(datasets), len(backends), figsize=(5 * len(backends), 4 * len(datasets)), squeeze=False
+    )
+    for (d, bk), g in curve.groupby(["dataset", "backend"]):
+        ax = axes[datasets.index(d)][backends.index(bk)]
         for strategy, s in g.groupby("strategy"):
             s = s.sort_values("budget")
             ax.plot(s.budget, s.f1_mean, marker="o", label=strategy)
             if s.n_seeds.max() > 1:
                 ax.fill_between(s.budget, s.ci_low, s.ci_high, alpha=0.2)
-        ax.set(title=f"{d} / {bk}", xlabel="annotated patches", ylabel="held-out F1 (IoU 0.5)")
+        ax.set_xticks(sorted(g.budget.unique()))
+        if d in references:
+            ax.axhline(references[d], color="grey", linestyle="--", label="watershed")
+        ax.set(title=f"{d} / {bk}", xlabel="annotated patches", ylabel="held-out F1 (IoU 0.5)", ylim=(0, 1))
         ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
@@ -332,9 +348,10 @@ def main(argv=None) -> None:
     ap.add_argument("--epochs", type=int, default=None, help="fine-tuning epochs (default: the demo preset's)")
     ap.add_argument("--base-epochs", type=int, default=None, help="baseline epochs (default: the demo preset's)")
     ap.add_argument("--pseudo-count", type=int, default=8, help="pseudo-labelled windows for suggest+pseudo")
-    ap.add_argument("--real-patch", type=int, default=128)
+    ap.add_argument("--real-patch", type=int, default=96)
     ap.add_argument("--quick", action="store_true", help="the demo's quick preset (128 px patches, smaller slide)")
     ap.add_argument("--out", type=Path, default=Path("results/annotation_budget"))
+    ap.add_argument("--from-raw", type=Path, nargs="+", help="no training: summarize these raw.csv files into --out")
     args = ap.parse_args(argv)
     cfg = make_config(args.quick)
     args.epochs = args.epochs or cfg.epochs
@@ -343,11 +360,31 @@ def main(argv=None) -> None:
     unknown = set(strategies) - set(STRATEGIES)
     if unknown or any(0 < b < 2 for b in budgets):
         ap.error(f"strategies: {', '.join(STRATEGIES)}; budgets: 0 or at least 2")
+    if args.from_raw:  # tables and figure again from earlier runs' raw.csv (several runs may be merged)
+        raw = pd.concat([pd.read_csv(p) for p in args.from_raw], ignore_index=True)
+        runs = {str(p): json.loads(p.with_name("run.json").read_text()) for p in args.from_raw}  # each its own
+        summarize(raw, args.out, {"summarized_into": str(args.out), "sources": runs}, source_references(args.from_raw))
+        return
+    start = time.perf_counter()
+    args.out.mkdir(parents=True, exist_ok=True)
+    raw, references = run_grid(args, cfg, budgets, seeds, strategies)
+    raw = pd.DataFrame(raw)
+    record = {
+        "argv": vars(args) | {"out": str(args.out)},
+        "wall_s": round(time.perf_counter() - start, 1),
+        "trainings": int(raw[raw.budget > 0].groupby(["dataset", "backend", "strategy", "seed", "budget"]).ngroups),
+        "config": cfg.record(),
+    }
+    summarize(raw, args.out, record, references)
+    print(f"\nwall time {record['wall_s']} s for {record['trainings']} fine-tunings; wrote {args.out}")
+
+
+def run_grid(args, cfg, budgets, seeds, strategies) -> tuple[list[dict], dict[str, float]]:
+    """Per-patch held-out F1 rows of every curve, and each dataset's watershed reference."""
     import torch
 
     torch.set_num_threads(1)
-    start, raw = time.perf_counter(), []
-    args.out.mkdir(parents=True, exist_ok=True)
+    raw, references = [], {}
     with tempfile.TemporaryDirectory(prefix="budget-") as tmp:
         tmp = Path(tmp)
         slide_img, slide_lab = make_slide(cfg)
@@ -356,6 +393,7 @@ def main(argv=None) -> None:
             base = base_model(cfg, backend, tmp, args.base_epochs or cfg.baseline_epochs, slide_img, slide_lab)
             for name in args.datasets.split(","):
                 ds = sets[name]()
+                references[name] = watershed_reference(ds)
                 work = tmp / name / backend
                 for b in ds.tiles:  # pool tile images (what suggest and every opinion see)
                     (work / "pool-img").mkdir(parents=True, exist_ok=True)
@@ -368,7 +406,28 @@ def main(argv=None) -> None:
                     for seed in seeds:
                         raw += run_strategy(ds, backend, strategy, seed, budgets, base, watershed, cfg, args, work)
                         pd.DataFrame(raw).to_csv(args.out / "raw.csv", index=False)  # partial results survive
-    raw = pd.DataFrame(raw)
+    return raw, references
+
+
+def source_references(raw_paths: list[Path]) -> dict[str, float]:
+    """The watershed references of the datasets in earlier runs, made again with each run's preset."""
+    setting, references = {}, {}
+    for path in raw_paths:
+        argv = json.loads(path.with_name("run.json").read_text())["argv"]
+        for name in pd.read_csv(path).dataset.unique():
+            key = (bool(argv["quick"]),) if name == "slide" else (argv.get("real_patch", 128),)
+            if setting.setdefault(name, key) != key:
+                raise SystemExit(f"{path}: dataset {name} made with {key}, another source with {setting[name]}")
+            if name not in references:
+                ds = slide_dataset(make_config(key[0])) if name == "slide" else real_dataset(key[0])
+                references[name] = watershed_reference(ds)
+    return references
+
+
+def summarize(raw: pd.DataFrame, out: Path, record: dict, references: dict[str, float]) -> None:
+    """curve.csv, tests.csv, plateau.csv, learning_curves.png and run.json from the per-patch results."""
+    out.mkdir(parents=True, exist_ok=True)
+    raw.to_csv(out / "raw.csv", index=False)
     curve = curve_table(raw)
     tests = pd.concat(
         [
@@ -378,23 +437,19 @@ def main(argv=None) -> None:
         ],
         ignore_index=True,
     )
-    curve.to_csv(args.out / "curve.csv", index=False)
-    tests.to_csv(args.out / "tests.csv", index=False)
+    curve.to_csv(out / "curve.csv", index=False)
+    tests.to_csv(out / "tests.csv", index=False)
     plateau = plateau_budgets(curve)
-    plateau.to_csv(args.out / "plateau.csv", index=False)
-    figure(curve, args.out / "learning_curves.png")
-    record = {
-        "argv": vars(args) | {"out": str(args.out)},
-        "wall_s": round(time.perf_counter() - start, 1),
-        "trainings": int(raw[raw.budget > 0].groupby(["dataset", "backend", "strategy", "seed", "budget"]).ngroups),
-        "config": cfg.record(),
-    }
-    (args.out / "run.json").write_text(json.dumps(record, indent=2, default=str) + "\n")
+    plateau.to_csv(out / "plateau.csv", index=False)
+    figure(curve, references, out / "learning_curves.png")
+    (out / "run.json").write_text(
+        json.dumps(record | {"watershed_heldout_f1": references}, indent=2, default=str) + "\n"
+    )
     pd.set_option("display.width", 200)
     print("\nheld-out F1 by budget (mean over seeds, 95% CI)\n", curve.round(3).to_string(index=False))
     print("\npaired tests (Wilcoxon over seed x held-out patch)\n", tests.round(4).to_string(index=False))
     print("\nbudget reaching 95% of the plateau\n", plateau.round(3).to_string(index=False))
-    print(f"\nwall time {record['wall_s']} s for {record['trainings']} fine-tunings; wrote {args.out}")
+    print("\nwatershed held-out F1:", ", ".join(f"{d} {f:.3f}" for d, f in references.items()))
 
 
 if __name__ == "__main__":

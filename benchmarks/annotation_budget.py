@@ -187,7 +187,7 @@ def pick_suggest(
         excluded=exclusion(names=taken),
         pseudo=pseudo,
     )
-    return info["top"], (work / "suggest" / "pseudo") if pseudo else None
+    return info["top"], (work / "suggest" / "pseudo") if info["pseudo"] else None  # none left in late rounds
 
 
 def run_strategy(ds, backend, strategy, seed, budgets, base, watershed, cfg, args, work) -> list[dict]:

@@ -132,6 +132,26 @@ def test_suggest_exclude_never_returns_overlapping_windows(pool, tmp_path):
     )
 
 
+def test_last_round_of_an_exhausted_pool_says_there_is_nothing_to_pseudo_label(pool, tmp_path, cli):
+    """The pool's 8 windows of 128 px: round 1 takes them all, so `--pseudo 2` finds none; suggest says so, writes
+    no empty pseudo/ folder, and `round train --pseudo` refuses in one line before any training."""
+    root, _, _ = pool
+    proj = tmp_path / "proj"
+    args = ["round", "next", "--project", proj, *preds(root), "--image-dir", root / "tiles", "--patch-size", "128"]
+    proc = cli(*args, "--top", "8", "--pseudo", "2")
+    assert "warning: --pseudo 2: only 0 windows are left" in proc.stderr and "train without --pseudo" in proc.stderr
+    suggested = proj / "round-01" / "suggest"
+    assert len(list((suggested / "patches").glob("*-img.tif"))) == 8 and not (suggested / "pseudo").exists()
+    ledger = json.loads((proj / "rounds.json").read_text())["rounds"][0]["suggest"]
+    assert ledger["pseudo_requested"] == 2 and ledger["pseudo"] == []
+    shutil.copytree(suggested / "patches", proj / "round-01" / "annotated")
+    train = ["round", "train", "--project", proj, "--pretrained", "scratch", "--heldout", root / "heldout"]
+    proc = cli(*train, "--pseudo", *TRAIN, check=False)
+    assert proc.returncode == 2 and len(proc.stderr.splitlines()) == 1, proc.stderr
+    assert "found no window left to pseudo-label" in proc.stderr and not (proj / "round-01" / "model").exists()
+    assert not (proj / "round-01" / "train").exists()  # refused before anything is staged
+
+
 def test_rounds_record_and_never_repeat(pool, tmp_path, cli, capsys):
     root, image, labels = pool
     proj = tmp_path / "proj"

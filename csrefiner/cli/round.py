@@ -40,6 +40,7 @@ def next_(
 ) -> None:
     """Suggest the next round's patches; nothing suggested or annotated in earlier rounds is proposed again."""
     from csrefiner.cli.evaluate import method_names
+    from csrefiner.cli.suggest import print_warnings
     from csrefiner.hitl.rounds import next_round, round_dir
 
     k, info = next_round(
@@ -58,9 +59,11 @@ def next_(
         force,
     )
     folder = project / round_dir(k)
+    print_warnings(info)
     typer.echo(
         f"round {k}: {len(info['top'])} patches to annotate in {folder / 'suggest' / 'patches'} "
-        f"({info['excluded']['n_windows']} windows excluded as already taken)"
+        f"({info['excluded']['n_windows']} windows excluded as already taken"
+        + (f"; {len(info['pseudo'])} pseudo-labelled in {folder / 'suggest' / 'pseudo'})" if info["pseudo"] else ")")
     )
     typer.echo(
         f"put the corrected pairs in {folder / 'annotated'}, then run `csrefiner round train --project {project} ...`"

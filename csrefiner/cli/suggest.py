@@ -51,8 +51,7 @@ def suggest(
     ranking, info = suggest_folders(
         pred, image_dir, out, names, top, patch_size, min_votes, iou, skip_missing, force, excluded, pseudo
     )
-    for note in info["skipped"]:
-        typer.secho(f"warning: {note}", fg=typer.colors.YELLOW, err=True)
+    print_warnings(info)
     chosen = ranking[ranking.selected]
     typer.echo(f"ranked {len(ranking)} patches; top {len(chosen)}:")
     for row in chosen.head(10).itertuples():
@@ -66,8 +65,14 @@ def suggest(
         )
     typer.echo(
         f"wrote {out}/patches ({len(chosen)} image/mask pairs), {out}/ranking.csv, {out}/suggest.png"
-        + (f", {out}/pseudo ({len(info['pseudo'])} pseudo-labelled pairs)" if pseudo else "")
+        + (f", {out}/pseudo ({len(info['pseudo'])} pseudo-labelled pairs)" if info["pseudo"] else "")
     )
+
+
+def print_warnings(info: dict) -> None:
+    """Skipped tiles and a pseudo-label shortfall, from a suggest summary, on stderr."""
+    for note in info["skipped"] + info["warnings"]:
+        typer.secho(f"warning: {note}", fg=typer.colors.YELLOW, err=True)
 
 
 def register(app: typer.Typer) -> None:

@@ -148,6 +148,7 @@ def next_round(
             "top": top,
             "patch_size": patch_size,
             "suggested": summary["top"],
+            "pseudo_requested": pseudo,
             "pseudo": summary["pseudo"],
             "excluded_patches": excluded.names,
             "excluded_windows": summary["excluded"]["n_windows"],
@@ -310,15 +311,13 @@ def train_round(
             f"{folder / 'annotated'}: missing; put the corrected patches of round {k} there "
             "(<name>-img.tif / <name>-mask.tif, the names `round next` suggested)"
         )
+    pseudo = _pseudo_folder(folder, rec) if use_pseudo else None
     check_unchanged(project, ledger, k)
     new = _hashes(folder / "annotated")
     check_new_patches(new, ledger, k, folder / "annotated", held)
     n = gather_training(project, k, folder / "train")
     prev = next((r for r in ledger["rounds"] if r["round"] == k - 1), None)
     origin = base["pretrained"] if start == "base" or prev is None else str(project / prev["train"]["model"])
-    pseudo = folder / "suggest" / "pseudo" if use_pseudo else None
-    if pseudo is not None and not pseudo.is_dir():
-        raise CsrefinerError(f"{pseudo}: no pseudo-labels in this round; suggest with `round next --pseudo N`")
     card = finetune(
         backend,
         folder / "train",
@@ -354,6 +353,19 @@ def train_round(
     ledger["base"], ledger["heldout"] = base, str(held)
     save_ledger(project, ledger)
     return rec
+
+
+def _pseudo_folder(folder: Path, rec: dict) -> Path:
+    """The round's pseudo-labels, or a refusal that says why there are none (before anything is staged)."""
+    pseudo = folder / "suggest" / "pseudo"
+    if not pseudo.is_dir():
+        asked = rec["suggest"].get("pseudo_requested", 0) > 0
+        why = "`round next --pseudo N` found no window left to pseudo-label" if asked else "suggested without --pseudo"
+        raise CsrefinerError(
+            f"{pseudo}: no pseudo-labels in this round ({why}); train without --pseudo, or suggest again with "
+            "`round next --force --pseudo N`"
+        )
+    return pseudo
 
 
 def status(project: str | os.PathLike) -> list[dict]:

@@ -150,10 +150,16 @@ def suggest_folders(
         best = _top(best, top)
         easy = _top(easy, pseudo + 4 * top) if pseudo else []  # spares for those a top window overlaps
     easy = _top(easy, pseudo, [r for _, r, _ in best])
+    warnings = []
+    if len(easy) < pseudo:  # the pool runs out in late rounds: say so instead of leaving finetune an empty folder
+        warnings.append(
+            f"--pseudo {pseudo}: only {len(easy)} windows are left that are neither suggested nor excluded and hold "
+            "a consensus object" + ("; no pseudo/ folder written, train without --pseudo" if not easy else "")
+        )
     ranking = _ranking(rows, [r for _, r, _ in best], [r for _, r, _ in easy])
     with atomic_dir(out, force=force) as tmp:
         _write_pairs(tmp / "patches", best)
-        if pseudo:
+        if easy:
             _write_pairs(tmp / "pseudo", easy)
         panels = [
             {"rank": rank, "name": row["name"], "disagreement": row["disagreement"], **crops}
@@ -176,6 +182,7 @@ def suggest_folders(
                 "n_windows": int((ranking.excluded_by != "").sum()),
             },
             "skipped": notes,
+            "warnings": warnings,
         }
         (tmp / "summary.json").write_text(json.dumps(summary, indent=2))
     return ranking, summary

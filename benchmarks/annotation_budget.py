@@ -362,6 +362,13 @@ def main(argv=None) -> None:
         ap.error(f"strategies: {', '.join(STRATEGIES)}; budgets: 0 or at least 2")
     if args.from_raw:  # tables and figure again from earlier runs' raw.csv (several runs may be merged)
         raw = pd.concat([pd.read_csv(p) for p in args.from_raw], ignore_index=True)
+        twice = raw.duplicated(["dataset", "backend", "strategy", "seed", "budget", "image"])
+        if twice.any():
+            first = raw[twice].iloc[0]
+            ap.error(
+                f"{twice.sum()} results in two sources (first: {first.dataset} {first.backend} {first.strategy} "
+                f"seed {first.seed} budget {first.budget}); keep each curve in one raw.csv"
+            )
         runs = {str(p): json.loads(p.with_name("run.json").read_text()) for p in args.from_raw}  # each its own
         summarize(raw, args.out, {"summarized_into": str(args.out), "sources": runs}, source_references(args.from_raw))
         return

@@ -95,3 +95,11 @@ def test_statistics_are_the_claimed_ones(tmp_path):
     budget.summarize(raw, tmp_path, {"test": True}, {"d": 0.5})
     assert {p.name for p in tmp_path.iterdir()} >= {"raw.csv", "curve.csv", "tests.csv", "plateau.csv", "run.json"}
     assert (tmp_path / "learning_curves.png").stat().st_size > 10_000
+
+
+def test_merging_runs_refuses_a_curve_counted_twice(tmp_path, capsys):
+    raw = tmp_path / "raw.csv"
+    raw_table().to_csv(raw, index=False)
+    with pytest.raises(SystemExit):
+        budget.main(["--from-raw", str(raw), str(raw), "--out", str(tmp_path / "merged")])
+    assert "72 results in two sources" in capsys.readouterr().err and not (tmp_path / "merged").exists()

@@ -305,6 +305,33 @@ def plateau_budgets(curve: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(out)
 
 
+def markdown(curve: pd.DataFrame, tests: pd.DataFrame, plateau: pd.DataFrame, references: dict[str, float]) -> str:
+    """Per dataset and backend: F1 [95% CI] by budget and strategy, the plateau budget, then the paired tests."""
+    parts = []
+    for (d, bk), g in curve.groupby(["dataset", "backend"]):
+        strategies = [s for s in STRATEGIES if s in set(g.strategy)]
+        cell = {(r.strategy, r.budget): f"{r.f1_mean:.3f} [{r.ci_low:.2f}, {r.ci_high:.2f}]" for r in g.itertuples()}
+        top = plateau[(plateau.dataset == d) & (plateau.backend == bk)].set_index("strategy")
+        lines = [f"**{d} / {bk}** (watershed: {references[d]:.3f})" if d in references else f"**{d} / {bk}**", ""]
+        lines += ["| budget | " + " | ".join(strategies) + " |", "|---" * (len(strategies) + 1) + "|"]
+        for b in sorted(g.budget.unique()):
+            lines.append(f"| {b} | " + " | ".join(cell.get((s, b), "") for s in strategies) + " |")
+        lines.append("| 95% of plateau at | " + " | ".join(str(top.budget_95.get(s, "")) for s in strategies) + " |")
+        parts.append("\n".join(lines))
+    budgets = sorted(b for b in tests.budget.unique() if b > 0)  # budget 0: the same base model on both sides
+    rows = ["| data / model | a vs b | " + " | ".join(map(str, budgets)) + " |", "|---|---|" + "---|" * len(budgets)]
+    for (d, bk, a, b), g in tests.groupby(["dataset", "backend", "a", "b"], sort=False):
+        by = g.set_index("budget")
+        diffs = [f"{by.mean_diff[x]:+.3f} (p {by.p_value[x]:.2g})" if x in by.index else "" for x in budgets]
+        rows.append(f"| {d} / {bk} | {a} vs {b} | " + " | ".join(diffs) + " |")
+    return (
+        "\n\n".join(parts)
+        + "\n\nMean F1 difference (Wilcoxon p over seed x held-out patch):\n\n"
+        + "\n".join(rows)
+        + "\n"
+    )
+
+
 def figure(curve: pd.DataFrame, references: dict[str, float], path: Path) -> None:
     """One panel per dataset (rows) and backend (columns); the watershed's held-out F1 as a dashed line."""
     import matplotlib
@@ -449,6 +476,8 @@ def summarize(raw: pd.DataFrame, out: Path, record: dict, references: dict[str, 
     plateau = plateau_budgets(curve)
     plateau.to_csv(out / "plateau.csv", index=False)
     figure(curve, references, out / "learning_curves.png")
+    if not tests.empty:
+        (out / "tables.md").write_text(markdown(curve, tests, plateau, references))
     (out / "run.json").write_text(
         json.dumps(record | {"watershed_heldout_f1": references}, indent=2, default=str) + "\n"
     )

@@ -93,7 +93,14 @@ def test_statistics_are_the_claimed_ones(tmp_path):
     assert plateau.loc["suggest", "plateau_f1"] == pytest.approx(curve[curve.strategy == "suggest"].f1_mean.max())
 
     budget.summarize(raw, tmp_path, {"test": True}, {"d": 0.5})
-    assert {p.name for p in tmp_path.iterdir()} >= {"raw.csv", "curve.csv", "tests.csv", "plateau.csv", "run.json"}
+    assert {p.name for p in tmp_path.iterdir()} >= {
+        "raw.csv",
+        "curve.csv",
+        "tests.csv",
+        "plateau.csv",
+        "run.json",
+        "tables.md",
+    }
     assert (tmp_path / "learning_curves.png").stat().st_size > 10_000
 
 

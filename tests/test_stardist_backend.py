@@ -153,6 +153,29 @@ def test_finetune_on_shifted_domain_raises_f1(data, scratch_model, cli):
     ]
 
 
+def test_thresholds_that_lose_objects_on_validation_are_not_kept(data, scratch_model, tmp_path, monkeypatch):
+    """stardist's optimize_thresholds may pick, among thresholds that tie on a few validation objects, one that
+    loses most objects elsewhere; csrefiner keeps the starting thresholds unless the optimized ones do better."""
+    from conftest import run_in_process
+    from stardist.models import StarDist2D
+
+    def lossy(self, *args, **kwargs):  # what stardist returned on 1 validation patch of 5 nuclei, made extreme
+        self.thresholds = {"prob": 0.999, "nms": 0.3}
+        return {"prob": 0.999, "nms": 0.3}
+
+    monkeypatch.setattr(StarDist2D, "optimize_thresholds", lossy)
+    out = tmp_path / "ft"
+    run_in_process("finetune", "--model", "stardist", "--train", data["train"], "--val", data["val"], "--pretrained",
+                   scratch_model, "--out", out, "--epochs", 1, "--batch-size", 4, "--device", "cpu", "--seed", 0,
+                   *CROPS)  # fmt: skip
+    start = json.loads((scratch_model / "stardist" / "thresholds.json").read_text())
+    card = json.loads((out / "model.json").read_text())["thresholds"]
+    assert card["kept"] == "start" and card["optimized"] == {"prob": 0.999, "nms": 0.3}
+    assert card["validation_f1"]["optimized"] < card["validation_f1"]["start"]
+    assert json.loads((out / "stardist" / "thresholds.json").read_text()) == pytest.approx(start)
+    assert (card["prob_thresh"], card["nms_thresh"]) == pytest.approx((start["prob"], start["nms"]))
+
+
 def test_save_load_gives_identical_predictions(data, scratch_model, tmp_path, cli):
     from stardist.models import StarDist2D
 

@@ -305,9 +305,27 @@ def plateau_budgets(curve: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(out)
 
 
+def overview(curve: pd.DataFrame, plateau: pd.DataFrame, references: dict[str, float]) -> str:
+    """One row per dataset, backend and strategy: mean F1 by budget, the plateau budget, the watershed (README)."""
+    budgets = sorted(curve.budget.unique())
+    lines = ["| data / model | strategy | " + " | ".join(map(str, budgets)) + " | 95% of plateau at | watershed |"]
+    lines.append("|---|---|" + "---|" * (len(budgets) + 2))
+    top = plateau.set_index(["dataset", "backend", "strategy"]).budget_95
+    order = {s: i for i, s in enumerate(STRATEGIES)}
+    for (d, bk, s), g in sorted(
+        curve.groupby(["dataset", "backend", "strategy"]), key=lambda kv: (*kv[0][:2], order[kv[0][2]])
+    ):
+        f1 = g.set_index("budget").f1_mean
+        cells = [f"{f1[b]:.2f}" if b in f1.index else "" for b in budgets]
+        ref = f"{references[d]:.2f}" if d in references else ""
+        lines.append(f"| {d} / {bk} | {s} | " + " | ".join(cells) + f" | {top[(d, bk, s)]} | {ref} |")
+    return "\n".join(lines)
+
+
 def markdown(curve: pd.DataFrame, tests: pd.DataFrame, plateau: pd.DataFrame, references: dict[str, float]) -> str:
-    """Per dataset and backend: F1 [95% CI] by budget and strategy, the plateau budget, then the paired tests."""
-    parts = []
+    """The overview, then per dataset and backend: F1 [95% CI] by budget and strategy, the plateau budget, then
+    the paired tests."""
+    parts = [overview(curve, plateau, references)]
     for (d, bk), g in curve.groupby(["dataset", "backend"]):
         strategies = [s for s in STRATEGIES if s in set(g.strategy)]
         cell = {(r.strategy, r.budget): f"{r.f1_mean:.3f} [{r.ci_low:.2f}, {r.ci_high:.2f}]" for r in g.itertuples()}

@@ -2,9 +2,9 @@
 annotator (the ground truth replaces the corrections).
 
 Datasets: `slide`, the demo's generated slide (csrefiner.demo.data: annotation pool = its top rows, held-out =
-the hard patches below, never in the pool), and `real`, stardist's annotated nuclei image (pool = the top rows of
-patches, held-out = the bottom row). Base model per backend: the demo's small network trained from scratch on the
-slide's easy patches (as `demo run` without a cached pretrained model).
+the hard patches below, never in the pool), and `real`, stardist's annotated nuclei image on a --real-patch grid
+(96 px: 20 pool windows in the top rows, the bottom row of 5 held out). Base model per backend: the demo's small
+network trained from scratch on the slide's easy patches (as `demo run` without a cached pretrained model).
 
 Strategies, each grown round by round (budget b -> the next budget adds the difference):
 - `suggest`: `suggest` on the pool predicted by the current model and watershed, excluding every annotated patch
@@ -15,14 +15,17 @@ Strategies, each grown round by round (budget b -> the next budget adds the diff
 - `suggest-prev`: as suggest, but each round fine-tunes the previous round's model (round-from-previous).
 Budget 0 is the base model. Per budget: mean held-out F1 (IoU 0.5, macro over patches, then over seeds) with a
 95% t-interval over seeds; a Wilcoxon signed-rank test over (seed, held-out patch) pairs of suggest vs random and
-of suggest-prev vs suggest; the smallest budget whose mean F1 reaches 95% of the curve's maximum (its plateau).
+of suggest-prev vs suggest and of suggest+pseudo vs suggest; the watershed's held-out F1 as a reference; the
+smallest budget whose mean F1 reaches 95% of the curve's maximum (its plateau).
 
 Smoke (one seed, ~minutes on a shared CPU):
   python benchmarks/annotation_budget.py --datasets slide --backends cellpose --budgets 0,4,8 --seeds 0 --quick
-Full grid (hours): python benchmarks/annotation_budget.py --datasets slide,real --backends cellpose,stardist \
-  --budgets 0,4,8,12,16,20,24,32 --seeds 0,1,2
+Grid (~4 h on 2 cores): python benchmarks/annotation_budget.py --datasets slide,real --backends cellpose,stardist \
+  --budgets 0,4,8,12,16,20 --seeds 0,1,2 --quick
+Merge runs (no training): python benchmarks/annotation_budget.py --from-raw runA/raw.csv runB/raw.csv --out OUT
 Writes OUT/raw.csv (one row per dataset, backend, strategy, seed, budget and held-out patch), OUT/curve.csv,
-OUT/tests.csv, OUT/learning_curves.png, OUT/run.json, and prints the tables. No multiprocessing (shared CPU).
+OUT/tests.csv, OUT/plateau.csv, OUT/tables.md, OUT/learning_curves.png, OUT/run.json, and prints the tables. No
+multiprocessing (shared CPU).
 """
 
 from __future__ import annotations

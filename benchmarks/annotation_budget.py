@@ -23,6 +23,8 @@ Smoke (one seed, ~minutes on a shared CPU):
 Grid (~4 h on 2 cores): python benchmarks/annotation_budget.py --datasets slide,real --backends cellpose,stardist \
   --budgets 0,4,8,12,16,20 --seeds 0,1,2 --quick
 Merge runs (no training): python benchmarks/annotation_budget.py --from-raw runA/raw.csv runB/raw.csv --out OUT
+Pseudo-label quality (no fine-tuning): ... --pseudo-quality --out OUT writes OUT/pseudo_quality.csv (each of the
+first round's pseudo windows: its consensus and each opinion alone against the truth) and pseudo_quality_totals.csv.
 Writes OUT/raw.csv (one row per dataset, backend, strategy, seed, budget and held-out patch), OUT/curve.csv,
 OUT/tests.csv, OUT/plateau.csv, OUT/tables.md, OUT/learning_curves.png, OUT/run.json, and prints the tables. No
 multiprocessing (shared CPU).
@@ -48,7 +50,7 @@ from csrefiner.demo.steps import PATIENCE, VAL_FRACTION
 from csrefiner.hitl.exclude import exclusion, overlaps
 from csrefiner.hitl.sampling import DEFAULT_GAMMA
 from csrefiner.hitl.suggest import suggest_folders
-from csrefiner.io import parse_coords, patch_name, write_image, write_labels
+from csrefiner.io import parse_coords, patch_name, read_labels, write_image, write_labels
 from csrefiner.metrics.matching import matching
 from csrefiner.models.base import TrainParams
 from csrefiner.models.finetune import finetune
@@ -116,8 +118,9 @@ def knobs(cfg, backend: str, arch: bool) -> dict:
 def base_model(cfg, backend: str, work: Path, epochs: int, image, labels) -> Path:
     """The demo's from-scratch baseline: the small network on the slide's easy patches."""
     easy = easy_boxes(cfg)
-    write_patches(work / "easy_train", image, labels, easy[: cfg.easy_train])
-    write_patches(work / "easy_val", image, labels, easy[cfg.easy_train : cfg.easy_train + 2])
+    if not (work / "easy_train").exists():  # the second backend of a run trains on the same patches
+        write_patches(work / "easy_train", image, labels, easy[: cfg.easy_train])
+        write_patches(work / "easy_val", image, labels, easy[cfg.easy_train : cfg.easy_train + 2])
     out = work / f"base-{backend}"
     params = train_params(cfg, cfg.seed, epochs)
     params.options = knobs(cfg, backend, True)
@@ -191,6 +194,42 @@ def pick_suggest(
         pseudo=pseudo,
     )
     return info["top"], (work / "suggest" / "pseudo") if info["pseudo"] else None  # none left in late rounds
+
+
+def pseudo_quality(ds: Dataset, backend: str, base: Path, watershed: Path, work: Path, args) -> list[dict]:
+    """How right the first round's consensus pseudo-labels are: each pseudo window's consensus (base model +
+    watershed), and each of the two opinions alone, scored against the ground truth (IoU 0.5). An object both
+    opinions miss is left unlabelled, so finetune learns it as background: recall says how often."""
+    _, pseudo_dir = pick_suggest(ds, base, watershed, [], 4, args.pseudo_count, work)
+    rows = []
+    for mask_path in sorted(pseudo_dir.glob("*-mask.tif")):
+        name = mask_path.name[: -len("-mask.tif")]
+        c = parse_coords(name)
+        box = (slice(c.y, c.y + c.h), slice(c.x, c.x + c.w))
+        truth = relabel_sequential(ds.labels[box])[0]
+        opinions = {"consensus": read_labels(mask_path)}
+        for label, folder in (("model", work / "pool-model"), ("watershed", watershed)):
+            tile = next(t for t in ds.tiles if t.y <= c.y < t.y + t.h and t.x <= c.x < t.x + t.w)
+            whole = read_labels(folder / f"{patch_name(ds.slide, tile.x, tile.y, tile.w, tile.h)}-mask.tif")
+            crop = whole[c.y - tile.y : c.y - tile.y + c.h, c.x - tile.x : c.x - tile.x + c.w]
+            opinions[label] = relabel_sequential(crop)[0]
+        for label, pred in opinions.items():
+            m = matching(truth, pred)
+            rows.append(
+                {
+                    "dataset": ds.name,
+                    "backend": backend,
+                    "window": name,
+                    "labels": label,
+                    "tp": m["tp"],
+                    "truth_objects": m["tp"] + m["fn"],
+                    "objects": m["tp"] + m["fp"],
+                    "precision": m["precision"],
+                    "recall": m["recall"],
+                    "f1": m["f1"],
+                }
+            )
+    return rows
 
 
 def run_strategy(ds, backend, strategy, seed, budgets, base, watershed, cfg, args, work) -> list[dict]:
@@ -399,6 +438,9 @@ def main(argv=None) -> None:
     ap.add_argument("--real-patch", type=int, default=96)
     ap.add_argument("--quick", action="store_true", help="the demo's quick preset (128 px patches, smaller slide)")
     ap.add_argument("--out", type=Path, default=Path("results/annotation_budget"))
+    ap.add_argument(
+        "--pseudo-quality", action="store_true", help="no fine-tuning: score the first round's pseudo-labels"
+    )
     ap.add_argument("--from-raw", type=Path, nargs="+", help="no training: summarize these raw.csv files into --out")
     args = ap.parse_args(argv)
     cfg = make_config(args.quick)
@@ -423,6 +465,9 @@ def main(argv=None) -> None:
     start = time.perf_counter()
     args.out.mkdir(parents=True, exist_ok=True)
     raw, references = run_grid(args, cfg, budgets, seeds, strategies)
+    if args.pseudo_quality:
+        write_pseudo_quality(pd.DataFrame(raw), args.out)
+        return
     raw = pd.DataFrame(raw)
     record = {
         "argv": vars(args) | {"out": str(args.out)},
@@ -432,6 +477,15 @@ def main(argv=None) -> None:
     }
     summarize(raw, args.out, record, references)
     print(f"\nwall time {record['wall_s']} s for {record['trainings']} fine-tunings; wrote {args.out}")
+
+
+def prepare_pool(ds: Dataset, work: Path) -> Path:
+    """work/pool-img (the pool tiles suggest and every opinion see) and work/pool-watershed, their watershed masks."""
+    (work / "pool-img").mkdir(parents=True, exist_ok=True)
+    for b in ds.tiles:
+        write_image(work / "pool-img" / f"{patch_name(ds.slide, b.x, b.y, b.w, b.h)}-img.tif", ds.image[b.slices])
+    predict_folder(Path("watershed"), ds, ds.tiles, work / "pool-watershed")
+    return work / "pool-watershed"
 
 
 def run_grid(args, cfg, budgets, seeds, strategies) -> tuple[list[dict], dict[str, float]]:
@@ -450,13 +504,10 @@ def run_grid(args, cfg, budgets, seeds, strategies) -> tuple[list[dict], dict[st
                 ds = sets[name]()
                 references[name] = watershed_reference(ds)
                 work = tmp / name / backend
-                for b in ds.tiles:  # pool tile images (what suggest and every opinion see)
-                    (work / "pool-img").mkdir(parents=True, exist_ok=True)
-                    write_image(
-                        work / "pool-img" / f"{patch_name(ds.slide, b.x, b.y, b.w, b.h)}-img.tif", ds.image[b.slices]
-                    )
-                watershed = work / "pool-watershed"
-                predict_folder(Path("watershed"), ds, ds.tiles, watershed)
+                watershed = prepare_pool(ds, work)
+                if args.pseudo_quality:
+                    raw += pseudo_quality(ds, backend, base, watershed, work, args)
+                    continue
                 for strategy in strategies:
                     for seed in seeds:
                         raw += run_strategy(ds, backend, strategy, seed, budgets, base, watershed, cfg, args, work)
@@ -477,6 +528,17 @@ def source_references(raw_paths: list[Path]) -> dict[str, float]:
                 ds = slide_dataset(make_config(key[0])) if name == "slide" else real_dataset(key[0])
                 references[name] = watershed_reference(ds)
     return references
+
+
+def write_pseudo_quality(rows: pd.DataFrame, out: Path) -> None:
+    """pseudo_quality.csv (per window) and the totals per dataset, backend and labels (micro over windows)."""
+    rows.to_csv(out / "pseudo_quality.csv", index=False)
+    total = rows.groupby(["dataset", "backend", "labels"], sort=False)[["tp", "truth_objects", "objects"]].sum()
+    total["precision"] = (total.tp / total.objects).round(3)
+    total["recall"] = (total.tp / total.truth_objects).round(3)
+    total["windows"] = rows.groupby(["dataset", "backend", "labels"], sort=False).size()
+    total.reset_index().to_csv(out / "pseudo_quality_totals.csv", index=False)
+    print("\nfirst-round pseudo-labels against the truth (IoU 0.5, summed over windows)\n", total.to_string())
 
 
 def summarize(raw: pd.DataFrame, out: Path, record: dict, references: dict[str, float]) -> None:

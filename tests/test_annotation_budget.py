@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import importlib.util
 import sys
+from argparse import Namespace
 from pathlib import Path
 
 import numpy as np
@@ -110,3 +111,36 @@ def test_merging_runs_refuses_a_curve_counted_twice(tmp_path, capsys):
     with pytest.raises(SystemExit):
         budget.main(["--from-raw", str(raw), str(raw), "--out", str(tmp_path / "merged")])
     assert "72 results in two sources" in capsys.readouterr().err and not (tmp_path / "merged").exists()
+
+
+def test_pseudo_quality_scores_each_pseudo_window_against_the_truth(tmp_path):
+    """With the watershed as both opinions the consensus is the watershed itself: all three rows of a window
+    must agree, and every window is a pool window the annotator has not been offered."""
+    ds = budget.slide_dataset(make_config(quick=True))
+    watershed = budget.prepare_pool(ds, tmp_path)
+    rows = pd.DataFrame(
+        budget.pseudo_quality(ds, "watershed", Path("watershed"), watershed, tmp_path, Namespace(pseudo_count=3))
+    )
+    offered = set(pd.read_csv(tmp_path / "suggest" / "ranking.csv").query("selected").name)
+    assert rows.window.nunique() == 3 and not offered & set(rows.window) and set(rows.window) <= set(ds.windows())
+    for _, window in rows.groupby("window"):
+        assert window.labels.tolist() == ["consensus", "model", "watershed"]
+        assert window.drop(columns="labels").nunique().max() == 1  # identical scores
+    assert (rows.truth_objects > 0).all() and rows.f1.between(0, 1).all()
+    assert np.allclose(rows.recall, rows.tp / rows.truth_objects)
+    budget.write_pseudo_quality(rows, tmp_path)
+    totals = pd.read_csv(tmp_path / "pseudo_quality_totals.csv")
+    assert totals.windows.tolist() == [3, 3, 3] and totals.truth_objects.tolist() == [rows.truth_objects.sum() // 3] * 3
+
+
+def test_two_backends_in_one_run_share_the_easy_patches(tmp_path, monkeypatch):
+    """The default grid (--backends cellpose,stardist) trains a base per backend in one work folder: the second
+    must reuse the easy patches the first wrote, not stop at 'output exists'."""
+    calls = []
+    monkeypatch.setattr(budget, "finetune", lambda backend, train, out, *a, **k: calls.append((backend, train, out)))
+    cfg = make_config(quick=True)
+    image, labels = budget.make_slide(cfg)
+    for backend in ("cellpose", "stardist"):
+        assert budget.base_model(cfg, backend, tmp_path, 1, image, labels) == tmp_path / f"base-{backend}"
+    assert [c[0] for c in calls] == ["cellpose", "stardist"] and calls[0][1] == calls[1][1] == tmp_path / "easy_train"
+    assert len(list((tmp_path / "easy_train").glob("*-mask.tif"))) == cfg.easy_train

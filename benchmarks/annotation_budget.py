@@ -467,6 +467,8 @@ def main(argv=None) -> None:
     raw, references = run_grid(args, cfg, budgets, seeds, strategies)
     if args.pseudo_quality:
         write_pseudo_quality(pd.DataFrame(raw), args.out)
+        record = {"argv": vars(args) | {"out": str(args.out)}, "wall_s": round(time.perf_counter() - start, 1)}
+        (args.out / "run.json").write_text(json.dumps(record | {"config": cfg.record()}, indent=2, default=str) + "\n")
         return
     raw = pd.DataFrame(raw)
     record = {

@@ -202,7 +202,7 @@ def pseudo_quality(ds: Dataset, backend: str, base: Path, watershed: Path, work:
     opinions miss is left unlabelled, so finetune learns it as background: recall says how often."""
     _, pseudo_dir = pick_suggest(ds, base, watershed, [], 4, args.pseudo_count, work)
     rows = []
-    for mask_path in sorted(pseudo_dir.glob("*-mask.tif")):
+    for mask_path in sorted(pseudo_dir.glob("*-mask.tif")) if pseudo_dir else []:  # none: suggest warned why
         name = mask_path.name[: -len("-mask.tif")]
         c = parse_coords(name)
         box = (slice(c.y, c.y + c.h), slice(c.x, c.x + c.w))

@@ -384,6 +384,12 @@ class StarDistTrainer(Trainer):
             f1["start"],
             f1["optimized"],
         )
+        if not f1["start"] and not f1["optimized"]:
+            log.warning(
+                "StarDist matches no validation object at either threshold set (F1 0 at IoU 0.5): it will find "
+                "few or no cells. Train longer, add random crops (--option repeats=8 --option patch_size=64) or "
+                "start from a pretrained model."
+            )
         save_json(chosen, str(Path(folder) / SUBDIR / "thresholds.json"))
         return {
             "thresholds": {

@@ -161,10 +161,15 @@ def annotate(ds: Dataset, names: list[str], out: Path) -> None:
         shutil.rmtree(out)
     out.mkdir(parents=True)
     for n in names:
-        c = parse_coords(n)
-        box = (slice(c.y, c.y + c.h), slice(c.x, c.x + c.w))
+        box = window_box(n).slices
         write_image(out / f"{n}-img.tif", ds.image[box])
         write_labels(out / f"{n}-mask.tif", relabel_sequential(ds.labels[box])[0].astype(np.uint32))
+
+
+def window_box(name: str) -> Box:
+    """The slide box of a window from its name (`<slide>-x.._y.._w.._h..`)."""
+    c = parse_coords(name)
+    return Box(c.y, c.x, c.h, c.w)
 
 
 def pick_random(ds: Dataset, taken: list[str], n: int, rng) -> list[str]:
@@ -204,15 +209,14 @@ def pseudo_quality(ds: Dataset, backend: str, base: Path, watershed: Path, work:
     rows = []
     for mask_path in sorted(pseudo_dir.glob("*-mask.tif")) if pseudo_dir else []:  # none: suggest warned why
         name = mask_path.name[: -len("-mask.tif")]
-        c = parse_coords(name)
-        box = (slice(c.y, c.y + c.h), slice(c.x, c.x + c.w))
-        truth = relabel_sequential(ds.labels[box])[0]
+        w = window_box(name)
+        truth = relabel_sequential(ds.labels[w.slices])[0]
+        tile = next(t for t in ds.tiles if t.y <= w.y < t.y + t.h and t.x <= w.x < t.x + t.w)  # the one it lies in
+        in_tile = Box(w.y - tile.y, w.x - tile.x, w.h, w.w).slices
         opinions = {"consensus": read_labels(mask_path)}
         for label, folder in (("model", work / "pool-model"), ("watershed", watershed)):
-            tile = next(t for t in ds.tiles if t.y <= c.y < t.y + t.h and t.x <= c.x < t.x + t.w)
             whole = read_labels(folder / f"{patch_name(ds.slide, tile.x, tile.y, tile.w, tile.h)}-mask.tif")
-            crop = whole[c.y - tile.y : c.y - tile.y + c.h, c.x - tile.x : c.x - tile.x + c.w]
-            opinions[label] = relabel_sequential(crop)[0]
+            opinions[label] = relabel_sequential(whole[in_tile])[0]
         for label, pred in opinions.items():
             m = matching(truth, pred)
             rows.append(
@@ -465,15 +469,13 @@ def main(argv=None) -> None:
     start = time.perf_counter()
     args.out.mkdir(parents=True, exist_ok=True)
     raw, references = run_grid(args, cfg, budgets, seeds, strategies)
+    record = {"argv": vars(args) | {"out": str(args.out)}, "wall_s": round(time.perf_counter() - start, 1)}
     if args.pseudo_quality:
         write_pseudo_quality(pd.DataFrame(raw), args.out)
-        record = {"argv": vars(args) | {"out": str(args.out)}, "wall_s": round(time.perf_counter() - start, 1)}
         (args.out / "run.json").write_text(json.dumps(record | {"config": cfg.record()}, indent=2, default=str) + "\n")
         return
     raw = pd.DataFrame(raw)
-    record = {
-        "argv": vars(args) | {"out": str(args.out)},
-        "wall_s": round(time.perf_counter() - start, 1),
+    record |= {
         "trainings": int(raw[raw.budget > 0].groupby(["dataset", "backend", "strategy", "seed", "budget"]).ngroups),
         "config": cfg.record(),
     }
